@@ -1,0 +1,1 @@
+"""LLM auto-interpretability: explain and score SAE features."""

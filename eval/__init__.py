@@ -1,0 +1,1 @@
+"""Evaluation: report labeler, report quality, bridges, dashboards."""

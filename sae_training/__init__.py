@@ -1,0 +1,1 @@
+"""Sparse-autoencoder training (Matryoshka BatchTopK), single process or torch.distributed."""

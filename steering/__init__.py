@@ -1,0 +1,1 @@
+"""Steering: edit generated reports with SAE feature directions."""
