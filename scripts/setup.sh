@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-pip_q() { "$PY" -m pip install -q --disable-pip-version-check "$@"; }
+pip_q() { "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"; }
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
     # On the project's CPU machines this takes the local CPU wheel, never a CUDA download.
