@@ -65,6 +65,12 @@ class TokenLayout:
             *(np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS)  # type: ignore[arg-type]
         )
 
+    def with_generated(self, n_new: int) -> TokenLayout:
+        """This layout followed by ``n_new`` generated-token positions."""
+        gen = TokenLayout.empty(n_new)
+        gen.kind[:] = TokenKind.GENERATED
+        return TokenLayout.concat([self, gen])
+
     def counts(self) -> dict[str, int]:
         """Number of positions per token kind."""
         return {k.name.lower(): int((self.kind == k).sum()) for k in TokenKind}

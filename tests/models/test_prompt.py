@@ -87,3 +87,23 @@ def test_missing_frontal_image_error_names_the_fix(tiny_adapter, radiograph):
 def test_report_required_for_teacher_forcing(tiny_adapter, radiograph):
     with pytest.raises(ValueError, match="with_report=False"):
         tiny_adapter.build_inputs(Study("x", frontal=radiograph()), with_report=True)
+
+
+def test_generated_positions_are_tagged(tiny_adapter, radiograph):
+    enc = tiny_adapter.encode_prompt(Study("g", frontal=radiograph()))
+    lay = enc.layout.with_generated(7)
+    assert len(lay) == len(enc.input_ids) + 7
+    assert lay.counts()["generated"] == 7 and (lay.kind[-7:] == TokenKind.GENERATED).all()
+
+
+def test_token_filters_select_by_kind(tiny_adapter, full_study):
+    from radinterp.models.tokens import TOKEN_FILTERS
+
+    lay = tiny_adapter.encode_prompt(full_study, with_report=True).layout
+    keep = TOKEN_FILTERS.get("maira2_sae")(lay)
+    kept = set(lay.kind[keep].tolist())
+    assert kept == {TokenKind.PROMPT_CONTENT, TokenKind.REPORT}
+    assert keep.sum() == lay.counts()["prompt_content"] + lay.counts()["report"]
+    assert TOKEN_FILTERS.get("image")(lay).sum() == 3 * tiny_adapter.n_image_tokens
+    with pytest.raises(KeyError, match="maira2_sae"):
+        TOKEN_FILTERS.get("no_such_filter")
