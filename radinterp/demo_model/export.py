@@ -1,0 +1,57 @@
+"""Assemble shippable weights from a (possibly still running) training run folder.
+
+    python -m radinterp.demo_model.export --run runs/demo --out runs/demo/weights_step300
+
+Takes stage 1's tower (``RUN/vision/vision.safetensors``) and stage 2's latest checkpoint
+(``RUN/lm/ckpt``), so a run cut short still yields a loadable model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+import typer
+from safetensors.torch import load_file
+
+from radinterp.demo_model.build import build_demo_model, save_demo_weights
+from radinterp.demo_model.config import DemoModelConfig
+from radinterp.demo_model.train_vision import load_tower_weights
+
+log = logging.getLogger(__name__)
+
+
+def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> Path:
+    cfg = cfg or DemoModelConfig()
+    ckpt = run_dir / "lm" / "ckpt"
+    if not (ckpt / "state.json").exists():
+        raise FileNotFoundError(f"{ckpt} has no checkpoint yet; wait for stage 2's first one")
+    model, _ = build_demo_model(cfg)
+    load_tower_weights(model.model.vision_tower, run_dir / "vision")
+    params = load_file(str(ckpt / "params.safetensors"))
+    missing, unexpected = model.load_state_dict(params, strict=False)
+    if unexpected:
+        raise ValueError(f"checkpoint keys not in the model: {unexpected[:3]}; pass the run's config")
+    state = json.loads((ckpt / "state.json").read_text())
+    meta = {"run_dir": str(run_dir), "stage2_step": state["step"],
+            "stage2_loss_last20": sum(state["losses"][-20:]) / max(1, len(state["losses"][-20:]))}
+    vis_metrics = run_dir / "vision" / "metrics.json"
+    if vis_metrics.exists():
+        meta["stage1_val"] = json.loads(vis_metrics.read_text())
+    save_demo_weights(model, cfg, out_dir, meta)
+    return out_dir
+
+
+def main(
+    run: Path = typer.Option(..., help="Training run folder."),
+    out: Path = typer.Option(..., help="Where to write model.safetensors + cfg.json."),
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(1)
+    export(run, out)
+
+
+if __name__ == "__main__":
+    typer.run(main)
