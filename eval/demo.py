@@ -72,7 +72,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     cfg.save(out / "cfg.json")
 
     log.info("stage 1/5: %d phantom studies (seed %d)", cfg.n_studies, cfg.seed)
-    phantoms = generate_phantoms(PhantomConfig(n=cfg.n_studies, seed=cfg.seed, size=224), out / "phantoms")
+    phantoms = generate_phantoms(PhantomConfig(n=cfg.n_studies, seed=cfg.seed, size=224), out / "phantoms",
+                                 progress=cfg.progress)
     studies = load_phantom_studies(phantoms)
 
     log.info("stage 2/5: capture %s with model %s", cfg.site, cfg.model)
