@@ -1,7 +1,8 @@
 """``radinterp demo``: the pipeline end to end on the embedded defaults.
 
 phantoms (held-out seed) -> capture (demo model, one site) -> Matryoshka BatchTopK SAE ->
-report quality of the model -> which latents find which planted findings. Every stage writes
+report quality of the model -> which latents find which planted findings (scored on image
+positions, and on all positions). Every stage writes
 its own folder under ``--out`` and is skipped when already complete, so a rerun resumes.
 """
 
@@ -104,15 +105,20 @@ def run_demo(cfg: DemoConfig) -> dict:
                 progress=cfg.progress))
 
     log.info("stage 5/5: latents that find planted findings")
-    ids, scores = study_latent_max(store, cfg.site, sae)
     labels = {s.study_id: s.labels for s in studies}
     findings = sorted({k for s in studies for k, v in s.labels.items() if v in (1, -1)})
-    found = best_latents(ids, scores, labels, findings)
+    found = {}
+    # image positions only: what the model encodes from pixels; all positions also sees the
+    # teacher-forced reference report, whose words name the findings
+    for scope, kinds in (("image", ["image"]), ("all", None)):
+        ids, scores = study_latent_max(store, cfg.site, sae, token_kinds=kinds)
+        found[scope] = [asdict(f) for f in best_latents(ids, scores, labels, findings)] if ids else []
     summary = {
         "model": cfg.model, "site": cfg.site, "n_studies": len(studies), "n_tokens": n_tokens,
         "d_sae": d_sae, "k": cfg.k,
         "report_macro_f1": None if quality is None else quality.get("macro_f1"),
-        "finding_latents": [asdict(f) for f in found],
+        "finding_latents": found["image"],
+        "finding_latents_all_positions": found["all"],
     }
     write_json_atomic(out / "summary.json", summary)
     return summary
@@ -123,9 +129,14 @@ def format_summary(summary: dict) -> str:
              f"{summary['n_tokens']} tokens, SAE d_sae={summary['d_sae']} k={summary['k']}"]
     if summary["report_macro_f1"] is not None:
         lines.append(f"generated-report macro-F1 vs planted labels: {summary['report_macro_f1']:.3f}")
-    lines.append("finding                      best latent   AUROC   positives")
+    lines.append("best latent per finding, scored on image positions (and on all positions, which")
+    lines.append("include the teacher-forced report text)")
+    lines.append("finding                      image: latent  AUROC   all: latent  AUROC   positives")
+    every = {f["finding"]: f for f in summary["finding_latents_all_positions"]}
     for f in summary["finding_latents"]:
-        lines.append(f"{f['finding']:<28} {f['latent']:>11}   {f['auroc']:.3f}   {f['n_pos']:>9}")
+        a = every.get(f["finding"], {"latent": -1, "auroc": float("nan")})
+        lines.append(f"{f['finding']:<28} {f['latent']:>13}  {f['auroc']:.3f}   {a['latent']:>11}  "
+                     f"{a['auroc']:.3f}   {f['n_pos']:>9}")
     return "\n".join(lines)
 
 

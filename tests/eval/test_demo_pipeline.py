@@ -32,7 +32,8 @@ def test_demo_pipeline_with_tiny_model(tmp_path):
     assert summary["d_sae"] == 128
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["finding_latents"] == summary["finding_latents"]
-    for f in summary["finding_latents"]:
+    assert summary["finding_latents"] and summary["finding_latents_all_positions"]
+    for f in summary["finding_latents"] + summary["finding_latents_all_positions"]:
         assert 0.0 <= f["auroc"] <= 1.0 and 0 <= f["latent"] < 128
     assert "best latent" in format_summary(summary)
     sae_mtime = (out / "sae" / "sae_weights.safetensors").stat().st_mtime
