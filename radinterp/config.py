@@ -69,6 +69,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
