@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import Dinov2Config, LlavaConfig
+from transformers import LlavaConfig
 
 from radinterp.config import write_json_atomic
 from radinterp.demo_model.config import DemoModelConfig
@@ -80,26 +80,10 @@ def load_language_model(dtype: torch.dtype = torch.float32):
 
 def llava_config(cfg: DemoModelConfig, text_config, image_token_id: int) -> LlavaConfig:
     """MAIRA-2's LLaVA config with our vision tower and SmolLM2's text config."""
-    vision = Dinov2Config(
-        hidden_size=cfg.vision_hidden,
-        num_hidden_layers=cfg.vision_layers,
-        num_attention_heads=cfg.vision_heads,
-        intermediate_size=4 * cfg.vision_hidden,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        layerscale_value=1.0,
-    )
-    out = LlavaConfig(
-        vision_config=vision,
-        text_config=text_config,
-        image_token_id=image_token_id,
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_seq_length=cfg.n_image_tokens,
-    )
-    out.projector_n_layers = cfg.projector_layers
-    return out
+    from radinterp.models.arch import dinov2_config, maira2_llava_config
+
+    vision = dinov2_config(cfg.vision_hidden, cfg.vision_layers, cfg.vision_heads, cfg.image_size, cfg.patch_size)
+    return maira2_llava_config(vision, text_config, image_token_id, cfg.projector_layers)
 
 
 def build_demo_model(

@@ -5,22 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from radinterp.config import BaseConfig
+from radinterp.data.phantoms.config import FINDING_ORDER
 
-DEMO_FINDINGS = (
-    "cardiomegaly",
-    "sternotomy_wires",
-    "endotracheal_tube",
-    "pneumothorax",
-    "edema",
-    "consolidation",
-    "pleural_effusion",
-    "atelectasis",
-    "lung_nodule",
-    "rib_fracture",
-    "pacemaker",
-    "nasogastric_tube",
-    "central_venous_catheter",
-)
+DEMO_FINDINGS = FINDING_ORDER
 """Phantom findings the demo model is trained to report (the phantom generator's names)."""
 
 

@@ -93,17 +93,38 @@ TINY_SCALE = dict(
 )
 
 
-def maira2_config(scale: Maira2Scale = Maira2Scale()) -> LlavaConfig:
-    """A LlavaConfig of MAIRA-2's shape at the given scale."""
-    vision = Dinov2Config(
-        hidden_size=scale.vision_hidden,
-        num_hidden_layers=scale.vision_layers,
-        num_attention_heads=scale.vision_heads,
-        intermediate_size=4 * scale.vision_hidden,
-        image_size=scale.image_size,
-        patch_size=scale.patch_size,
+def dinov2_config(hidden: int, layers: int, heads: int, image_size: int, patch_size: int) -> Dinov2Config:
+    """A DINOv2 vision tower (RAD-DINO's family) of the given size."""
+    return Dinov2Config(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        image_size=image_size,
+        patch_size=patch_size,
         layerscale_value=1.0,
     )
+
+
+def maira2_llava_config(vision: Dinov2Config, text, image_token_id: int, projector_layers: int) -> LlavaConfig:
+    """MAIRA-2's LLaVA wiring (GELU multi-layer projector, CLS dropped, last vision layer)."""
+    cfg = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_seq_length=(vision.image_size // vision.patch_size) ** 2,
+    )
+    cfg.projector_n_layers = projector_layers
+    return cfg
+
+
+def maira2_config(scale: Maira2Scale = Maira2Scale()) -> LlavaConfig:
+    """A LlavaConfig of MAIRA-2's shape at the given scale."""
+    vision = dinov2_config(scale.vision_hidden, scale.vision_layers, scale.vision_heads,
+                           scale.image_size, scale.patch_size)
     text = LlamaConfig(
         hidden_size=scale.text_hidden,
         num_hidden_layers=scale.text_layers,
@@ -118,14 +139,4 @@ def maira2_config(scale: Maira2Scale = Maira2Scale()) -> LlavaConfig:
         eos_token_id=scale.eos_token_id,
         tie_word_embeddings=False,
     )
-    cfg = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=scale.image_token_id,
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_seq_length=(scale.image_size // scale.patch_size) ** 2,
-    )
-    cfg.projector_n_layers = scale.projector_layers
-    return cfg
+    return maira2_llava_config(vision, text, scale.image_token_id, scale.projector_layers)
