@@ -15,10 +15,11 @@ DEMO_FINDINGS = FINDING_ORDER
 class DemoModelConfig(BaseConfig):
     """Shape of the demo model: DINOv2-style tower + MAIRA-2 projector + SmolLM2 with LoRA."""
 
-    image_size: int = 112
-    """Input side in pixels; 112 / 14 = 8 patches per side = 64 image tokens per image."""
-    patch_size: int = 14
-    """ViT patch side (DINOv2 / RAD-DINO use 14)."""
+    image_size: int = 224
+    """Input side in pixels; 224 / 28 = 8 patches per side = 64 image tokens per image."""
+    patch_size: int = 28
+    """ViT patch side (DINOv2 / RAD-DINO use 14 at 518 px; 28 at 224 px keeps 64 tokens per
+    image while the tower sees the phantoms' full resolution, which thin tubes need)."""
     vision_hidden: int = 192
     """Width of the vision tower."""
     vision_layers: int = 6
@@ -31,7 +32,7 @@ class DemoModelConfig(BaseConfig):
     """LoRA rank on the language model (0 = projector-only training)."""
     lora_alpha: float = 16.0
     """LoRA scale numerator: the update is ``(alpha / rank) * B @ A``."""
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")
     """Names of the LM's linear layers that get LoRA (any of q/k/v/o/gate/up/down_proj)."""
     findings: tuple[str, ...] = field(default_factory=lambda: DEMO_FINDINGS)
     """Findings of the vision tower's pretraining head (and the reports' vocabulary)."""

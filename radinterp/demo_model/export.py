@@ -24,13 +24,21 @@ log = logging.getLogger(__name__)
 
 
 def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> Path:
-    cfg = cfg or DemoModelConfig()
+    """Weights of ``run_dir`` at its latest stage-2 checkpoint (config: the run's ``cfg.json``)."""
+    if cfg is None:
+        saved = run_dir / "cfg.json"
+        cfg = DemoModelConfig.load(saved) if saved.exists() else DemoModelConfig()
     ckpt = run_dir / "lm" / "ckpt"
     if not (ckpt / "state.json").exists():
         raise FileNotFoundError(f"{ckpt} has no checkpoint yet; wait for stage 2's first one")
     model, _ = build_demo_model(cfg)
     load_tower_weights(model.model.vision_tower, run_dir / "vision")
     params = load_file(str(ckpt / "params.safetensors"))
+    # a stage 2 that trained the tower checkpoints it (and the stage-1 probe, not shipped)
+    tower = {k[len("tower."):]: v for k, v in params.items() if k.startswith("tower.")}
+    if tower:
+        model.model.vision_tower.load_state_dict(tower)
+    params = {k: v for k, v in params.items() if not k.startswith(("tower.", "probe."))}
     missing, unexpected = model.load_state_dict(params, strict=False)
     if unexpected:
         raise ValueError(f"checkpoint keys not in the model: {unexpected[:3]}; pass the run's config")

@@ -1,9 +1,12 @@
 """Reproduce the demo model from a seed: ``python -m radinterp.demo_model.train --out runs/demo``.
 
 1. Generate training / validation phantoms (``radinterp.data.phantoms``; skipped when present).
-2. Stage 1: vision tower + multi-label probe on the planted findings (:mod:`.train_vision`).
-3. Stage 2: projector + LoRA on teacher-forced findings text (:mod:`.train_lm`).
-4. Save the weights that are ours to ``OUT/weights`` (``--ship`` also copies them into
+2. Stage 1: vision tower + per-patch probe on the planted findings and their masks
+   (:mod:`.train_vision`).
+3. Stage 1.5: align the projector with SmolLM2's word embeddings using the probe (:mod:`.align`).
+4. Stage 2: projector + LoRA on teacher-forced findings text, sentences that state a finding
+   weighted up; the tower keeps training on its stage-1 loss meanwhile (:mod:`.train_lm`).
+5. Save the weights that are ours to ``OUT/weights`` (``--ship`` also copies them into
    ``radinterp/weights/demo``, the folder ``load_adapter("demo")`` reads).
 
 Every stage checkpoints; re-running the same command resumes after a kill.
@@ -11,6 +14,7 @@ Every stage checkpoints; re-running the same command resumes after a kill.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -19,17 +23,32 @@ from pathlib import Path
 import torch
 import typer
 
+from radinterp.demo_model.align import (
+    AlignConfig,
+    align_projector,
+    alignment_targets,
+    anchor_embeddings,
+    patch_probabilities,
+)
 from radinterp.demo_model.build import build_demo_model, save_demo_weights
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import cache_patch_targets, cache_pixels, load_studies, planted_targets
 from radinterp.demo_model.train_lm import (
     LMTrainConfig,
+    VisionAux,
     encode_studies,
     make_adapter,
     train_lm,
     vision_features,
 )
-from radinterp.demo_model.train_vision import VisionTrainConfig, load_tower_weights, train_vision
+from radinterp.demo_model.train_vision import (
+    VISION_FILE,
+    VisionTrainConfig,
+    evaluate,
+    load_probe,
+    load_tower_weights,
+    train_vision,
+)
 from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
@@ -50,14 +69,19 @@ def run(
     vision_data: Path | None = None, n_train: int = 6000, n_vision: int = 3000,
     n_val: int = 500, phantom_seed: int = 1, seed: int = 0, vision: VisionTrainConfig | None = None,
     lm: LMTrainConfig | None = None, model_cfg: DemoModelConfig | None = None, ship: bool = False,
-    progress: bool = True,
+    progress: bool = True, stop_after_vision: bool = False, align: AlignConfig | None = None,
 ) -> Path:
     """Run (or resume) both stages; returns the folder of the trained weights."""
     torch.manual_seed(seed)
     cfg = model_cfg or DemoModelConfig()
     vision = vision or VisionTrainConfig(seed=seed)
     lm = lm or LMTrainConfig(seed=seed)
+    align = align or AlignConfig(seed=seed)
     out.mkdir(parents=True, exist_ok=True)
+    saved_cfg = out / "cfg.json"
+    if saved_cfg.exists() and DemoModelConfig.load(saved_cfg) != cfg:
+        raise ValueError(f"{out} was trained with another model config ({saved_cfg}); use a new --out")
+    cfg.save(saved_cfg)
     train_data = train_data or ensure_phantoms(out / "phantoms_train", n_train, phantom_seed, 224, progress)
     val_data = val_data or ensure_phantoms(out / "phantoms_val", n_val, phantom_seed + 1, 224, progress)
     train, val = load_studies(train_data), load_studies(val_data)
@@ -69,33 +93,68 @@ def run(
     icfg = ImagePreprocess(size=cfg.image_size)
 
     t0 = time.time()
-    px_vis, px_val = cache_pixels(vis, icfg, progress), cache_pixels(val, icfg, progress)
-    y_vis, y_val = planted_targets(vis, cfg.findings), planted_targets(val, cfg.findings)
-    dense, known = None, None
-    if any(s.masks for s in vis):
-        dense, known = cache_patch_targets(vis, cfg.findings, icfg, cfg.patch_size, progress)
-    m1 = train_vision(cfg, vision, px_vis, y_vis, px_val, y_val, out / "vision", progress,
-                      patch_targets=dense, patch_known=known)
-    del px_vis, dense
+    stage1: dict = {}
+
+    def stage1_data() -> dict:  # pixels and targets of stage 1 (cached once, in memory)
+        if not stage1:
+            stage1.update(
+                px_vis=cache_pixels(vis, icfg, progress), px_val=cache_pixels(val, icfg, progress),
+                y_vis=planted_targets(vis, cfg.findings), y_val=planted_targets(val, cfg.findings),
+                dense=None, known=None)
+            if any(s.masks for s in vis):
+                stage1["dense"], stage1["known"] = cache_patch_targets(
+                    vis, cfg.findings, icfg, cfg.patch_size, progress)
+        return stage1
+
+    if (out / "vision" / VISION_FILE).exists():
+        m1 = json.loads((out / "vision" / "metrics.json").read_text())
+    else:
+        d = stage1_data()
+        m1 = train_vision(cfg, vision, d["px_vis"], d["y_vis"], d["px_val"], d["y_val"], out / "vision",
+                          progress, patch_targets=d["dense"], patch_known=d["known"])
     log.info("stage 1 done in %.0f s: val mean AUROC %.3f", time.time() - t0, m1["mean_auroc"])
+    if stop_after_vision:
+        return out / "vision"
+    if not lm.train_tower:
+        stage1.clear()
 
     t1 = time.time()
     model, tok = build_demo_model(cfg, seed=seed, lm_dtype=torch.bfloat16 if lm.bf16 else torch.float32)
-    load_tower_weights(model.model.vision_tower, out / "vision")
+    tower = model.model.vision_tower
+    load_tower_weights(tower, out / "vision")
+    probe = load_probe(cfg, out / "vision")
     pool = min(len(train), lm.steps * lm.batch_size)
     adapter = make_adapter(model, tok, cfg)
     encoded = encode_studies(adapter, train[:pool])
     px_train = cache_pixels(train[:pool], icfg, progress)
-    feats = vision_features(model.model.vision_tower, px_train, progress=progress)
-    m2 = train_lm(model, tok, cfg, lm, encoded, feats, out / "lm", progress)
+    feats = vision_features(tower, px_train, progress=progress)
+    m15 = {}
+    if not (out / "lm" / "ckpt" / "state.json").exists():  # a resumed stage 2 has its projector
+        t15 = time.time()
+        anchors, bg = anchor_embeddings(model.get_input_embeddings(), tok, cfg.findings)
+        targets = alignment_targets(patch_probabilities(probe, feats), anchors, bg)
+        m15 = align_projector(model.model.multi_modal_projector, feats, targets, align, progress)
+        log.info("stage 1.5 done in %.0f s", time.time() - t15)
+        del targets
+    m2_vision = None
+    if lm.train_tower:
+        d = stage1_data()
+        aux = VisionAux(probe, d["px_vis"], d["y_vis"], vision, d["dense"], d["known"])
+        m2 = train_lm(model, tok, cfg, lm, encoded, None, out / "lm", progress, pixels=px_train, aux=aux)
+        m2_vision = evaluate(tower, probe, d["px_val"], d["y_val"], cfg.findings, vision.bf16)
+        log.info("stage 2 tower: val mean AUROC %.3f", m2_vision["mean_auroc"])
+    else:
+        m2 = train_lm(model, tok, cfg, lm, encoded, feats, out / "lm", progress)
     log.info("stage 2 done in %.0f s: final loss %.4f", time.time() - t1, m2["final_loss_20"])
 
     meta = {
         "seed": seed, "phantom_seed": phantom_seed, "n_train": len(train), "n_lm_pool": pool,
         "train_data": str(train_data), "val_data": str(val_data), "vision_data": str(vision_data),
-        "vision_config": vision.to_dict(),
+        "vision_config": vision.to_dict(), "align_config": align.to_dict(),
+        "align_final_mse": (sum(m15["losses"][-20:]) / len(m15["losses"][-20:])) if m15.get("losses") else None,
         "lm_config": lm.to_dict(), "stage1_val": m1, "stage2_final_loss": m2["final_loss_20"],
-        "stage2_losses": m2["losses"],
+        "stage2_losses": m2["losses"], "stage2_vision_losses": m2["aux_losses"],
+        "stage2_vision_val": m2_vision,
     }
     wdir = out / "weights"
     save_demo_weights(model, cfg, wdir, meta)
@@ -114,14 +173,26 @@ def main(
     train_data: Path = typer.Option(None, help="Phantom folder to train on (default: generate)."),
     val_data: Path = typer.Option(None, help="Phantom folder for validation (default: generate)."),
     vision_data: Path = typer.Option(None, help="Phantom folder with masks for stage 1 (default: generate)."),
-    n_vision: int = typer.Option(3000, help="Stage-1 phantoms (with masks) to generate."),
+    n_vision: int = typer.Option(10000, help="Stage-1 phantoms (with masks) to generate."),
     n_train: int = typer.Option(6000, help="Training phantoms to generate."),
     n_val: int = typer.Option(500, help="Validation phantoms to generate."),
     phantom_seed: int = typer.Option(1, help="Seed of the training phantoms (validation: +1)."),
     seed: int = typer.Option(0, help="Seed of initialisation and data order."),
-    vision_epochs: int = typer.Option(20, help="Stage-1 epochs."),
-    lm_steps: int = typer.Option(500, help="Stage-2 optimizer steps."),
+    vision_epochs: int = typer.Option(8, help="Stage-1 epochs."),
+    vision_lr: float = typer.Option(7e-4, help="Stage-1 peak learning rate."),
+    image_size: int = typer.Option(224, help="Input side in pixels (image tokens: (size / patch)^2)."),
+    patch_size: int = typer.Option(28, help="ViT patch side."),
+    stop_after_vision: bool = typer.Option(False, help="Stop after stage 1."),
+    lm_steps: int = typer.Option(1400, help="Stage-2 optimizer steps."),
     lm_batch_size: int = typer.Option(4, help="Stage-2 studies per step."),
+    lr_lora: float = typer.Option(1e-3, help="Stage-2 peak learning rate of the LoRA factors."),
+    positive_weight: float = typer.Option(3.0, help="Stage-2 loss weight of finding sentences."),
+    lora_targets: str = typer.Option(",".join(DemoModelConfig().lora_targets),
+                                     help="Comma-separated LM linear layers that get LoRA."),
+    align_steps: int = typer.Option(400, help="Stage-1.5 projector alignment steps (0: skip)."),
+    train_tower: bool = typer.Option(True, help="Keep training the vision tower in stage 2."),
+    lr_tower: float = typer.Option(2e-4, help="Stage-2 peak learning rate of the tower."),
+    aux_batch: int = typer.Option(64, help="Stage-1 images per stage-2 step for the tower's loss."),
     threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared CPU)."),
     ship: bool = typer.Option(False, help="Copy the weights into radinterp/weights/demo."),
     progress: bool = typer.Option(True, help="Show progress bars."),
@@ -131,9 +202,14 @@ def main(
     torch.set_num_threads(threads)
     run(out, train_data=train_data, val_data=val_data, vision_data=vision_data, n_train=n_train,
         n_vision=n_vision, n_val=n_val,
-        phantom_seed=phantom_seed, seed=seed, vision=VisionTrainConfig(epochs=vision_epochs, seed=seed),
-        lm=LMTrainConfig(steps=lm_steps, batch_size=lm_batch_size, seed=seed), ship=ship,
-        progress=progress)
+        phantom_seed=phantom_seed, seed=seed, vision=VisionTrainConfig(epochs=vision_epochs, lr=vision_lr, seed=seed),
+        lm=LMTrainConfig(steps=lm_steps, batch_size=lm_batch_size, seed=seed, lr_lora=lr_lora,
+                         positive_weight=positive_weight, train_tower=train_tower,
+                         lr_tower=lr_tower, aux_batch=aux_batch), ship=ship,
+        model_cfg=DemoModelConfig(image_size=image_size, patch_size=patch_size,
+                                  lora_targets=tuple(t for t in lora_targets.split(",") if t)),
+        align=AlignConfig(steps=align_steps, seed=seed),
+        progress=progress, stop_after_vision=stop_after_vision)
 
 
 if __name__ == "__main__":

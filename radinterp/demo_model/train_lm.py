@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from radinterp.config import BaseConfig
 from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import as_rgb
-from radinterp.demo_model.train_vision import patch_tokens
+from radinterp.demo_model.train_vision import VisionTrainConfig, image_loss_fn, patch_tokens, probe_loss
 from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,13 @@ log = logging.getLogger(__name__)
 class LMTrainConfig(BaseConfig):
     """Stage-2 hyper-parameters."""
 
-    steps: int = 500
+    steps: int = 1400
     """Optimizer steps."""
     batch_size: int = 4
     """Studies per step."""
     lr_projector: float = 1e-3
     """Peak learning rate of the projector."""
-    lr_lora: float = 5e-4
+    lr_lora: float = 1e-3
     """Peak learning rate of the LoRA factors."""
     warmup_steps: int = 30
     """Linear warm-up steps (then cosine decay to 10%)."""
@@ -48,12 +49,25 @@ class LMTrainConfig(BaseConfig):
     """Language model in bfloat16 with autocast (trainable weights stay float32)."""
     ckpt_every: int = 25
     """Checkpoint (resume point) every this many steps."""
+    train_tower: bool = True
+    """Keep training the vision tower (with its stage-1 probe loss added) during stage 2."""
+    lr_tower: float = 2e-4
+    """Peak learning rate of the tower and probe when ``train_tower``."""
+    aux_batch: int = 64
+    """Stage-1 images per step for the tower's probe loss when ``train_tower``."""
+    aux_weight: float = 1.0
+    """Weight of that probe loss."""
+    positive_weight: float = 3.0
+    """Loss weight of the tokens of report sentences that state a finding (the rest: 1).
+    Most report tokens are boilerplate; this puts the gradient where the image matters."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
         if self.lr_projector <= 0 or self.lr_lora <= 0:
             raise ValueError("learning rates must be > 0")
+        if self.positive_weight <= 0:
+            raise ValueError(f"positive_weight must be > 0, got {self.positive_weight}")
 
 
 @dataclass
@@ -62,13 +76,49 @@ class Encoded:
 
     ids: torch.Tensor  # (T,) long
     n_prompt: int
+    positive: torch.Tensor | None = None  # (T,) bool: token belongs to a sentence stating a finding
+
+
+_SENTENCE_END = re.compile(r"(?<=\.)\s+")
+
+
+def positive_spans(report: str) -> list[tuple[int, int]]:
+    """Character spans of the report's sentences that the labeler reads as stating a finding
+    (positive or uncertain; "No Finding" does not count)."""
+    from eval.labeler import label_report
+
+    spans, start = [], 0
+    for piece in _SENTENCE_END.split(report):
+        a = report.index(piece, start)
+        b = a + len(piece)
+        start = b
+        if any(v in (1, -1) for k, v in label_report(piece).items() if k != "No Finding"):
+            spans.append((a, b))
+    return spans
+
+
+def _positive_mask(tokenizer, text: str, report: str, n_tokens: int, n_report_tokens: int) -> torch.Tensor:
+    """(n_tokens,) bool over the whole (image-expanded) sequence; the report is its tail."""
+    out = torch.zeros(n_tokens, dtype=torch.bool)
+    r0 = text.rfind(report)
+    spans = positive_spans(report)
+    if r0 < 0 or not spans:
+        return out
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    tail = [(a - r0, b - r0) for a, b in offsets if b > r0][:n_report_tokens]
+    first = n_tokens - n_report_tokens
+    for k, (a, b) in enumerate(tail):
+        out[first + k] = any(a < e and b > s for s, e in spans)
+    return out
 
 
 def encode_studies(adapter, studies) -> list[Encoded]:
     out = []
     for s in studies:
         enc = adapter.encode_prompt(s, with_report=True)
-        out.append(Encoded(torch.tensor(enc.input_ids, dtype=torch.long), enc.n_prompt))
+        ids = torch.tensor(enc.input_ids, dtype=torch.long)
+        pos = _positive_mask(adapter.tokenizer, enc.text, s.report, len(ids), len(ids) - enc.n_prompt)
+        out.append(Encoded(ids, enc.n_prompt, pos))
     return out
 
 
@@ -82,21 +132,25 @@ def vision_features(tower, pixels_NHW: torch.Tensor, batch: int = 64, progress: 
     return torch.cat(outs)
 
 
-def pad_batch(items: list[Encoded], pad_id: int):
-    """Right-padded ids (B, T), attention mask (B, T) and target mask (B, T)."""
+def pad_batch(items: list[Encoded], pad_id: int, positive_weight: float = 1.0):
+    """Right-padded ids (B, T), attention mask (B, T), target mask (B, T) and loss weights (B, T)."""
     T = max(len(it.ids) for it in items)
     ids = torch.full((len(items), T), pad_id, dtype=torch.long)
     attn = torch.zeros((len(items), T), dtype=torch.long)
     target = torch.zeros((len(items), T), dtype=torch.bool)
+    weight = torch.ones((len(items), T))
     for b, it in enumerate(items):
         n = len(it.ids)
         ids[b, :n], attn[b, :n] = it.ids, 1
         target[b, it.n_prompt : n] = True
-    return ids, attn, target
+        if it.positive is not None:
+            weight[b, :n][it.positive] = positive_weight
+    return ids, attn, target, weight
 
 
-def teacher_forced_loss(model, ids, attn, target, feats_NPD: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over target positions (LLaVA's forward, head on targets only)."""
+def teacher_forced_loss(model, ids, attn, target, feats_NPD: torch.Tensor, weight=None) -> torch.Tensor:
+    """Next-token cross-entropy over target positions, weighted mean (LLaVA's forward, head on
+    targets only)."""
     lm = model.model.language_model
     embeds = lm.embed_tokens(ids)  # (B, T, d_model)
     img = model.model.multi_modal_projector(feats_NPD).to(embeds.dtype)  # (B, P, d_model)
@@ -105,7 +159,11 @@ def teacher_forced_loss(model, ids, attn, target, feats_NPD: torch.Tensor) -> to
     hidden = lm(inputs_embeds=embeds, attention_mask=attn).last_hidden_state  # (B, T, d_model)
     pred_pos = target[:, 1:]  # hidden at t-1 predicts token t
     logits = model.lm_head(hidden[:, :-1][pred_pos])  # (n_targets, vocab)
-    return torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred_pos])
+    ce = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred_pos], reduction="none")
+    if weight is None:
+        return ce.mean()
+    w = weight[:, 1:][pred_pos]
+    return (ce * w).sum() / w.sum()
 
 
 def _lr_scale(step: int, tcfg: LMTrainConfig) -> float:
@@ -135,47 +193,97 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
     return named
 
 
+@dataclass
+class VisionAux:
+    """Stage-1 data and probe for training the tower on in stage 2 (its loss is added to the LM's)."""
+
+    probe: torch.nn.Module
+    pixels: torch.Tensor  # (N, H, W) float16
+    targets: torch.Tensor  # (N, F)
+    vision: VisionTrainConfig
+    patch_targets: torch.Tensor | None = None  # (N, P, F) uint8
+    patch_known: torch.Tensor | None = None  # (N, F) bool
+
+
+def _aux_indices(step: int, n: int, bs: int, seed: int) -> torch.Tensor:
+    return torch.randint(n, (bs,), generator=torch.Generator().manual_seed(seed * 100003 + step))
+
+
 def train_lm(
     model, tokenizer, cfg: DemoModelConfig, tcfg: LMTrainConfig, encoded: list[Encoded],
-    feats: torch.Tensor, out_dir: Path, progress: bool = True,
+    feats: torch.Tensor | None, out_dir: Path, progress: bool = True, *,
+    pixels: torch.Tensor | None = None, aux: VisionAux | None = None,
 ) -> dict:
-    """Train projector + LoRA in place (resuming from ``out_dir/ckpt``); returns loss history."""
+    """Train projector + LoRA in place (resuming from ``out_dir/ckpt``); returns loss history.
+
+    With ``tcfg.train_tower`` the vision tower trains too: ``pixels`` (N, H, W) replace the
+    precomputed ``feats`` and ``aux`` adds the stage-1 probe loss on ``tcfg.aux_batch`` images
+    per step, so the tower keeps learning the findings while the LM learns to read it.
+    """
+    if tcfg.train_tower and (pixels is None or aux is None):
+        raise ValueError("train_tower needs the studies' pixels and the stage-1 data (aux)")
+    if not tcfg.train_tower and feats is None:
+        raise ValueError("pass the frozen tower's features (feats) or set train_tower")
     named = trainable_parameters(model)
     proj = [p for k, p in named.items() if "lora_" not in k]
     lora = [p for k, p in named.items() if "lora_" in k]
     groups = [{"params": proj, "lr": tcfg.lr_projector, "base": tcfg.lr_projector}]
     if lora:
         groups.append({"params": lora, "lr": tcfg.lr_lora, "base": tcfg.lr_lora})
+    tower = model.model.vision_tower
+    if tcfg.train_tower:
+        vis = {f"tower.{k}": p for k, p in tower.named_parameters()}
+        vis.update({f"probe.{k}": p for k, p in aux.probe.named_parameters()})
+        for p in vis.values():
+            p.requires_grad_(True)
+        named.update(vis)
+        groups.append({"params": list(vis.values()), "lr": tcfg.lr_tower, "base": tcfg.lr_tower,
+                       "weight_decay": aux.vision.weight_decay})
+        image_loss = image_loss_fn(aux.targets)
     optim = torch.optim.AdamW(groups, weight_decay=0.0)
     state = load_checkpoint(out_dir / "ckpt", named, optim) or {"step": 0, "losses": []}
     step, losses = int(state["step"]), list(state["losses"])
+    aux_losses = list(state.get("aux_losses", []))
     if step:
         log.info("resuming stage 2 at step %d / %d", step, tcfg.steps)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.train()
+    tower.train(tcfg.train_tower)
     t0 = time.time()
     bar = tqdm(range(step, tcfg.steps), desc="projector+LoRA", disable=not progress, initial=step,
                total=tcfg.steps)
     for step in bar:
         idx = _batch_indices(step, len(encoded), tcfg.batch_size, tcfg.seed)
-        ids, attn, target = pad_batch([encoded[i] for i in idx], pad)
+        ids, attn, target, weight = pad_batch([encoded[i] for i in idx], pad, tcfg.positive_weight)
         for g in optim.param_groups:
             g["lr"] = g["base"] * _lr_scale(step, tcfg)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
-            loss = teacher_forced_loss(model, ids, attn, target, feats[idx])
+            f = patch_tokens(tower, as_rgb(pixels[idx])) if tcfg.train_tower else feats[idx]
+            loss = teacher_forced_loss(model, ids, attn, target, f, weight)
+        total = loss
+        if tcfg.train_tower:
+            j = _aux_indices(step, len(aux.pixels), tcfg.aux_batch, tcfg.seed)
+            vloss = probe_loss(tower, aux.probe, aux.pixels[j], aux.targets[j], image_loss, aux.vision,
+                               None if aux.patch_targets is None else aux.patch_targets[j],
+                               None if aux.patch_known is None else aux.patch_known[j])
+            total = loss + tcfg.aux_weight * vloss
+            aux_losses.append(float(vloss.item()))
         optim.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(named.values(), 1.0)
         optim.step()
         losses.append(float(loss.item()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if (step + 1) % 10 == 0:
-            log.info("step %d/%d loss %.4f (%.2f s/step)", step + 1, tcfg.steps, np.mean(losses[-10:]),
+            log.info("step %d/%d loss %.4f%s (%.2f s/step)", step + 1, tcfg.steps, np.mean(losses[-10:]),
+                     f" vision {np.mean(aux_losses[-10:]):.4f}" if aux_losses else "",
                      (time.time() - t0) / (step + 1 - int(state["step"])))
         if (step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps:
-            save_checkpoint(out_dir / "ckpt", named, optim, {"step": step + 1, "losses": losses})
+            save_checkpoint(out_dir / "ckpt", named, optim,
+                            {"step": step + 1, "losses": losses, "aux_losses": aux_losses})
     model.eval()
-    return {"losses": losses, "final_loss_20": float(np.mean(losses[-20:])) if losses else None}
+    return {"losses": losses, "aux_losses": aux_losses,
+            "final_loss_20": float(np.mean(losses[-20:])) if losses else None}
 
 
 def make_adapter(model, tokenizer, cfg: DemoModelConfig):

@@ -36,11 +36,11 @@ VISION_FILE = "vision.safetensors"
 class VisionTrainConfig(BaseConfig):
     """Stage-1 hyper-parameters."""
 
-    epochs: int = 20
+    epochs: int = 8
     """Passes over the training studies (a ViT from scratch needs thousands of steps)."""
     batch_size: int = 32
     """Images per step."""
-    lr: float = 5e-4
+    lr: float = 7e-4
     """Peak AdamW learning rate (linear warm-up, cosine decay to 5%)."""
     weight_decay: float = 0.05
     """AdamW weight decay."""
@@ -85,6 +85,30 @@ class Probe(nn.Module):
 
     def forward(self, tokens_NPD: torch.Tensor) -> torch.Tensor:  # -> (N, F)
         return self.patch_logits(tokens_NPD).amax(1)
+
+
+def probe_loss(
+    tower: nn.Module, probe: Probe, pixels_NHW: torch.Tensor, targets_NF: torch.Tensor,
+    image_loss: nn.Module, tcfg: VisionTrainConfig, patch_targets: torch.Tensor | None = None,
+    patch_known: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Stage-1 loss of one batch: max-pooled image BCE plus, with masks, per-patch BCE."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
+        per_patch = probe.patch_logits(patch_tokens(tower, as_rgb(pixels_NHW))).float()  # (B, P, F)
+    loss = image_loss(per_patch.amax(1), targets_NF)
+    if patch_targets is not None:  # dense supervision from the finding masks
+        w = patch_known.unsqueeze(1).float().expand_as(per_patch)  # (B, P, F)
+        dense = nn.functional.binary_cross_entropy_with_logits(
+            per_patch, patch_targets.float(), weight=w,
+            pos_weight=torch.full((per_patch.shape[-1],), tcfg.dense_pos_weight))
+        loss = loss + tcfg.dense_weight * dense
+    return loss
+
+
+def image_loss_fn(targets_NF: torch.Tensor) -> nn.Module:
+    """Image-level BCE with positive weights sqrt(neg / pos) (capped) per finding."""
+    pos_weight = ((len(targets_NF) - targets_NF.sum(0)) / targets_NF.sum(0).clamp(min=1)).clamp(max=10)
+    return nn.BCEWithLogitsLoss(pos_weight=pos_weight ** 0.5)
 
 
 def new_tower(cfg: DemoModelConfig, seed: int) -> Dinov2Model:
@@ -147,8 +171,7 @@ def train_vision(
     n = len(pixels)
     steps_per_epoch = math.ceil(n / tcfg.batch_size)
     total = steps_per_epoch * tcfg.epochs
-    pos_weight = ((len(targets) - targets.sum(0)) / targets.sum(0).clamp(min=1)).clamp(max=10)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight ** 0.5)
+    loss_fn = image_loss_fn(targets)
     step = state["step"]
     for epoch in range(state["epoch"], tcfg.epochs):
         tower.train(), probe.train()
@@ -159,15 +182,9 @@ def train_vision(
             idx = order[i : i + tcfg.batch_size]
             for g in optim.param_groups:
                 g["lr"] = _lr(step, total, tcfg)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
-                per_patch = probe.patch_logits(patch_tokens(tower, as_rgb(pixels[idx]))).float()
-            loss = loss_fn(per_patch.amax(1), targets[idx])
-            if patch_targets is not None:  # dense supervision from the finding masks
-                w = patch_known[idx].unsqueeze(1).float().expand_as(per_patch)  # (B, P, F)
-                dense = nn.functional.binary_cross_entropy_with_logits(
-                    per_patch, patch_targets[idx].float(), weight=w,
-                    pos_weight=torch.full((per_patch.shape[-1],), tcfg.dense_pos_weight))
-                loss = loss + tcfg.dense_weight * dense
+            loss = probe_loss(tower, probe, pixels[idx], targets[idx], loss_fn, tcfg,
+                              None if patch_targets is None else patch_targets[idx],
+                              None if patch_known is None else patch_known[idx])
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(named.values(), 1.0)
@@ -186,6 +203,14 @@ def train_vision(
     save_file({k: p.detach().contiguous() for k, p in named.items()}, str(out_dir / VISION_FILE))
     write_json_atomic(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def load_probe(cfg: DemoModelConfig, out_dir: Path) -> Probe:
+    """The stage-1 probe (per-patch finding logits on the tower's patch tokens)."""
+    sd = load_file(str(out_dir / VISION_FILE))
+    probe = Probe(cfg.vision_hidden, len(cfg.findings))
+    probe.load_state_dict({k[len("probe."):]: v for k, v in sd.items() if k.startswith("probe.")})
+    return probe.eval()
 
 
 def load_tower_weights(tower: nn.Module, out_dir: Path) -> None:

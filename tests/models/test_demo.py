@@ -78,7 +78,8 @@ def test_wrong_size_and_mode_are_converted_by_the_processor(demo, radiograph):
     assert deep.mode.startswith("I;16")
     for img in (rgb, deep):
         inp = demo.build_inputs(_study("m", img))
-        assert inp.pixel_values.shape == (1, 3, 112, 112)
+        size = demo.demo_config.image_size
+        assert inp.pixel_values.shape == (1, 3, size, size)
         assert torch.isfinite(inp.pixel_values).all()
     grey = demo.build_inputs(_study("g", rgb.convert("L"))).pixel_values
     assert torch.allclose(demo.build_inputs(_study("c", rgb)).pixel_values, grey)
@@ -135,10 +136,21 @@ def test_training_forward_equals_llava_forward(demo, radiograph):
 
     studies = [_study(f"t{i}", radiograph(seed=i), "No pneumothorax." + " Heart normal." * i) for i in range(2)]
     items = [demo.build_inputs(s, with_report=True) for s in studies]
-    ids, attn, target = pad_batch([Encoded(it.input_ids, it.n_prompt) for it in items], demo.tokenizer.pad_token_id)
+    ids, attn, target, _ = pad_batch([Encoded(it.input_ids, it.n_prompt) for it in items], demo.tokenizer.pad_token_id)
     pixels = torch.cat([it.pixel_values for it in items])
     with torch.no_grad():
-        ours = teacher_forced_loss(demo.model, ids, attn, target, patch_tokens(demo.model.model.vision_tower, pixels))
+        feats = patch_tokens(demo.model.model.vision_tower, pixels)
+        ours = teacher_forced_loss(demo.model, ids, attn, target, feats)
         labels = ids.masked_fill(~target, -100)
-        ref = demo.model(input_ids=ids, attention_mask=attn, pixel_values=pixels, labels=labels).loss
-    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+        out = demo.model(input_ids=ids, attention_mask=attn, pixel_values=pixels, labels=labels)
+    torch.testing.assert_close(ours, out.loss, rtol=1e-4, atol=1e-4)
+    # weighted: sum(w * ce) / sum(w) over the target tokens, ce from LLaVA's own logits
+    weight = torch.ones_like(ids, dtype=torch.float32)
+    weight[1, -3:] = 4.0  # study 1 is the longer one: its last tokens are report tokens
+    with torch.no_grad():
+        weighted = teacher_forced_loss(demo.model, ids, attn, target, feats, weight)
+    pred = target[:, 1:]
+    ce = torch.nn.functional.cross_entropy(out.logits[:, :-1][pred].float(), ids[:, 1:][pred], reduction="none")
+    w = weight[:, 1:][pred]
+    torch.testing.assert_close(weighted, (ce * w).sum() / w.sum(), rtol=1e-4, atol=1e-4)
+    assert not torch.isclose(weighted, ours)

@@ -11,7 +11,7 @@ from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import finding_label, planted_targets
 from radinterp.demo_model.metrics import auroc, f1_score
-from radinterp.demo_model.train_lm import Encoded, _batch_indices, pad_batch
+from radinterp.demo_model.train_lm import Encoded, _batch_indices, pad_batch, positive_spans
 from radinterp.demo_model.train_vision import Probe, VisionTrainConfig, new_tower, patch_tokens
 
 
@@ -60,10 +60,26 @@ def test_batch_order_is_a_seeded_permutation_per_epoch():
 
 def test_pad_batch_targets_are_the_report_and_eos_only():
     items = [Encoded(torch.tensor([1, 2, 3, 4, 5]), 3), Encoded(torch.tensor([1, 2, 9]), 2)]
-    ids, attn, target = pad_batch(items, pad_id=0)
+    ids, attn, target, weight = pad_batch(items, pad_id=0)
     assert ids.tolist() == [[1, 2, 3, 4, 5], [1, 2, 9, 0, 0]]
     assert attn.tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
     assert target.tolist() == [[False, False, False, True, True], [False, False, True, False, False]]
+    assert weight.tolist() == [[1.0] * 5, [1.0] * 5]
+
+
+def test_pad_batch_weights_finding_sentence_tokens():
+    pos = torch.tensor([False, False, False, True, False])
+    items = [Encoded(torch.tensor([1, 2, 3, 4, 5]), 3, pos), Encoded(torch.tensor([1, 2, 9]), 2)]
+    _, _, _, weight = pad_batch(items, pad_id=0, positive_weight=3.0)
+    assert weight.tolist() == [[1.0, 1.0, 1.0, 3.0, 1.0], [1.0] * 5]
+
+
+def test_positive_spans_are_the_sentences_stating_a_finding():
+    report = ("No focal consolidation. Moderate right effusion. There is no pneumothorax. "
+              "Possible right 6th rib fracture. The lungs are clear.")
+    spans = [report[a:b] for a, b in positive_spans(report)]
+    assert spans == ["Moderate right effusion.", "Possible right 6th rib fracture."]
+    assert positive_spans("No pleural effusion or pneumothorax. Heart size is normal.") == []
 
 
 def test_planted_targets_and_labels():
@@ -78,7 +94,7 @@ def test_planted_targets_and_labels():
 def test_probe_reads_the_llava_patch_tokens():
     cfg = DemoModelConfig()
     tower, probe = new_tower(cfg, 0), Probe(cfg.vision_hidden, len(cfg.findings))
-    tokens = patch_tokens(tower, torch.randn(2, 3, 112, 112))
+    tokens = patch_tokens(tower, torch.randn(2, 3, cfg.image_size, cfg.image_size))
     assert tokens.shape == (2, 64, 192)
     assert probe(tokens).shape == (2, 13)
     torch.testing.assert_close(probe(tokens), probe.patch_logits(tokens).amax(1))
