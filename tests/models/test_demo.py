@@ -37,9 +37,16 @@ def test_language_model_weights_are_the_real_smollm2(demo, smollm2):
     lm = demo.model.model.language_model
     n_base = smollm2.get_input_embeddings().weight.shape[0]
     assert torch.equal(lm.embed_tokens.weight[:n_base], smollm2.get_input_embeddings().weight)
-    # LoRA is merged into q/v only; every other LM weight is SmolLM2's own
-    assert torch.equal(lm.layers[3].mlp.down_proj.weight, smollm2.model.layers[3].mlp.down_proj.weight)
-    assert torch.equal(lm.layers[3].self_attn.k_proj.weight, smollm2.model.layers[3].self_attn.k_proj.weight)
+    # LoRA is merged into the configured projections only; every other LM weight is SmolLM2's own
+    targets = set(demo.demo_config.lora_targets)
+    ours, real = dict(lm.layers[3].named_parameters()), dict(smollm2.model.layers[3].named_parameters())
+    assert ours.keys() == real.keys()
+    for name, w in ours.items():
+        if name.split(".")[-2] in targets:
+            assert not torch.equal(w, real[name]), name  # a trained, merged update
+        else:
+            assert torch.equal(w, real[name]), name
+    assert "gate_proj" not in targets and "mlp.gate_proj.weight" in ours  # so the else-branch runs
     assert demo.model.lm_head.weight.data_ptr() == lm.embed_tokens.weight.data_ptr()  # tied, as in SmolLM2
     assert not any(isinstance(m, LoRALinear) for m in demo.model.modules())  # merged on load
 
