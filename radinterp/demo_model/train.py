@@ -66,7 +66,7 @@ def ensure_phantoms(out: Path, n: int, seed: int, size: int, progress: bool, mas
 
 def run(
     out: Path, *, train_data: Path | None = None, val_data: Path | None = None,
-    vision_data: Path | None = None, n_train: int = 6000, n_vision: int = 3000,
+    vision_data: Path | None = None, n_train: int = 6000, n_vision: int = 10000,
     n_val: int = 500, phantom_seed: int = 1, seed: int = 0, vision: VisionTrainConfig | None = None,
     lm: LMTrainConfig | None = None, model_cfg: DemoModelConfig | None = None, ship: bool = False,
     progress: bool = True, stop_after_vision: bool = False, align: AlignConfig | None = None,
@@ -127,9 +127,11 @@ def run(
     adapter = make_adapter(model, tok, cfg)
     encoded = encode_studies(adapter, train[:pool])
     px_train = cache_pixels(train[:pool], icfg, progress)
-    feats = vision_features(tower, px_train, progress=progress)
+    fresh = not (out / "lm" / "ckpt" / "state.json").exists()  # a resumed stage 2 has its projector
+    # frozen-tower features: for the alignment, and as stage 2's input when the tower is frozen
+    feats = vision_features(tower, px_train, progress=progress) if fresh or not lm.train_tower else None
     m15 = {}
-    if not (out / "lm" / "ckpt" / "state.json").exists():  # a resumed stage 2 has its projector
+    if fresh:
         t15 = time.time()
         anchors, bg = anchor_embeddings(model.get_input_embeddings(), tok, cfg.findings)
         targets = alignment_targets(patch_probabilities(probe, feats), anchors, bg)

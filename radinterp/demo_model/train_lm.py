@@ -97,18 +97,14 @@ def positive_spans(report: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _positive_mask(tokenizer, text: str, report: str, n_tokens: int, n_report_tokens: int) -> torch.Tensor:
-    """(n_tokens,) bool over the whole (image-expanded) sequence; the report is its tail."""
-    out = torch.zeros(n_tokens, dtype=torch.bool)
-    r0 = text.rfind(report)
-    spans = positive_spans(report)
-    if r0 < 0 or not spans:
-        return out
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    tail = [(a - r0, b - r0) for a, b in offsets if b > r0][:n_report_tokens]
-    first = n_tokens - n_report_tokens
-    for k, (a, b) in enumerate(tail):
-        out[first + k] = any(a < e and b > s for s, e in spans)
+def _positive_mask(enc, report: str) -> torch.Tensor:
+    """(T,) bool over the whole (image-expanded) sequence: report tokens in a finding sentence."""
+    out = torch.zeros(len(enc.input_ids), dtype=torch.bool)
+    r0 = enc.text.rfind(report)
+    spans = positive_spans(report) if r0 >= 0 else []
+    for k in range(enc.n_prompt, len(enc.input_ids)):
+        a, b = (int(x) - r0 for x in enc.char_spans[k])
+        out[k] = any(a < e and b > s for s, e in spans)
     return out
 
 
@@ -117,8 +113,7 @@ def encode_studies(adapter, studies) -> list[Encoded]:
     for s in studies:
         enc = adapter.encode_prompt(s, with_report=True)
         ids = torch.tensor(enc.input_ids, dtype=torch.long)
-        pos = _positive_mask(adapter.tokenizer, enc.text, s.report, len(ids), len(ids) - enc.n_prompt)
-        out.append(Encoded(ids, enc.n_prompt, pos))
+        out.append(Encoded(ids, enc.n_prompt, _positive_mask(enc, s.report)))
     return out
 
 

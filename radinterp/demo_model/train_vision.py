@@ -1,8 +1,8 @@
 """Stage 1: pretrain the DINOv2-style vision tower with a multi-label probe on planted findings.
 
-The probe reads the mean of the patch tokens of the last hidden state -- exactly the tokens
-LLaVA hands to the projector (``vision_feature_layer=-1``, CLS dropped) -- so what the tower
-learns to encode is where the language model will look for it.
+The probe reads each patch token of the last hidden state -- exactly the tokens LLaVA hands
+to the projector (``vision_feature_layer=-1``, CLS dropped); an image's logit is the max over
+its patches -- so what the tower learns to encode is where the language model will look for it.
 """
 
 from __future__ import annotations

@@ -147,6 +147,8 @@ class EncodedPrompt:
     text: str
     n_prompt: int
     """Tokens before the first report token (where generation starts)."""
+    char_spans: np.ndarray | None = None
+    """(T, 2) character span of each token in ``text`` (an expanded image token: its placeholder's)."""
 
 
 def encode_segments(
@@ -170,6 +172,7 @@ def encode_segments(
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     n_patches = n_patches_side * n_patches_side
     ids: list[int] = []
+    spans: list[tuple[int, int]] = []
     parts: list[TokenLayout] = []
     img_i = 0
     for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
@@ -182,6 +185,7 @@ def encode_segments(
             rr, cc = np.divmod(np.arange(n_patches), n_patches_side)
             lay.patch_row[:], lay.patch_col[:] = rr, cc
             ids += [tid] * n_patches
+            spans += [(a, b)] * n_patches
             parts.append(lay)
             img_i += 1
             continue
@@ -189,6 +193,7 @@ def encode_segments(
         if b > a:
             lay.kind[0], lay.field[0] = kind[b - 1], field[b - 1]
         ids.append(tid)
+        spans.append((a, b))
         parts.append(lay)
     if img_i != len(slots):
         raise ValueError(
@@ -199,4 +204,4 @@ def encode_segments(
     report = np.flatnonzero(layout.kind == TokenKind.REPORT)
     # with a report, generation would start at the first report token; otherwise at the end
     n_prompt = int(report[0]) if len(report) else len(ids)
-    return EncodedPrompt(ids, layout, text, n_prompt)
+    return EncodedPrompt(ids, layout, text, n_prompt, np.asarray(spans, dtype=np.int64).reshape(-1, 2))

@@ -32,6 +32,12 @@ def test_full_study_prompt_matches_template_token_for_token(tiny_adapter, full_s
     for t in ids:
         expanded += [t] * tiny_adapter.n_image_tokens if t == image_id else [t]
     assert enc.input_ids == expanded
+    # each token's character span in the text: the span of its own (expanded) whole-string token
+    spans = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    expanded_spans = []
+    for t, span in zip(ids, spans):
+        expanded_spans += [span] * (tiny_adapter.n_image_tokens if t == image_id else 1)
+    assert enc.char_spans.tolist() == [list(sp) for sp in expanded_spans]
 
 
 def test_token_kinds_decode_to_the_study_fields(tiny_adapter, full_study):
