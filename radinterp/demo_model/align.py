@@ -44,6 +44,7 @@ ANCHOR_TEXT: dict[str, str] = {
 }
 """Words whose embeddings a patch showing the finding is mapped to (report vocabulary)."""
 BACKGROUND_TEXT = " normal"
+POOLS = ("patch", "image")
 
 
 @dataclass
@@ -58,10 +59,16 @@ class AlignConfig(BaseConfig):
     """Peak AdamW learning rate (cosine decay to 10%)."""
     seed: int = 0
     """Seed of the data order."""
+    pool: str = "patch"
+    """``patch``: each patch maps to its own findings (the probe's per-patch probability);
+    ``image``: every patch maps to the image's findings (the probe's max over patches), so all
+    64 image tokens say "pneumothorax" when one patch shows it."""
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
 
 
 def anchor_embeddings(embedding: nn.Embedding, tokenizer, findings: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,8 +93,15 @@ def patch_probabilities(probe: nn.Module, feats_NPD: torch.Tensor, batch: int = 
                       for i in range(0, len(feats_NPD), batch)])
 
 
-def alignment_targets(probs_NPF: torch.Tensor, anchors_FD: torch.Tensor, bg_D: torch.Tensor) -> torch.Tensor:
-    """(N, P, d): background embedding plus each finding's offset weighted by its probability."""
+def alignment_targets(
+    probs_NPF: torch.Tensor, anchors_FD: torch.Tensor, bg_D: torch.Tensor, pool: str = "patch"
+) -> torch.Tensor:
+    """(N, P, d): background embedding plus each finding's offset weighted by its probability
+    (the patch's own, or with ``pool="image"`` the image's: the max over its patches)."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    if pool == "image":
+        probs_NPF = probs_NPF.amax(1, keepdim=True).expand_as(probs_NPF)
     return bg_D + probs_NPF @ (anchors_FD - bg_D)
 
 

@@ -2,7 +2,8 @@
 
     python -m radinterp.demo_model.export --run runs/demo --out runs/demo/weights_step300
 
-Takes stage 1's tower (``RUN/vision/vision.safetensors``) and stage 2's latest checkpoint
+Takes stage 1's tower (``RUN/vision/vision.safetensors``) and the latest language-model
+checkpoint: stage 3's (``RUN/lm3/ckpt``) once it has one, else stage 2's
 (``RUN/lm/ckpt``), so a run cut short still yields a loadable model.
 """
 
@@ -24,11 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> Path:
-    """Weights of ``run_dir`` at its latest stage-2 checkpoint (config: the run's ``cfg.json``)."""
+    """Weights of ``run_dir`` at its latest stage-2 or -3 checkpoint (config: the run's ``cfg.json``)."""
     if cfg is None:
         saved = run_dir / "cfg.json"
         cfg = DemoModelConfig.load(saved) if saved.exists() else DemoModelConfig()
-    ckpt = run_dir / "lm" / "ckpt"
+    stage, ckpt = 3, run_dir / "lm3" / "ckpt"
+    if not (ckpt / "state.json").exists():
+        stage, ckpt = 2, run_dir / "lm" / "ckpt"
     if not (ckpt / "state.json").exists():
         raise FileNotFoundError(f"{ckpt} has no checkpoint yet; wait for stage 2's first one")
     model, _ = build_demo_model(cfg)
@@ -43,8 +46,8 @@ def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> 
     if unexpected:
         raise ValueError(f"checkpoint keys not in the model: {unexpected[:3]}; pass the run's config")
     state = json.loads((ckpt / "state.json").read_text())
-    meta = {"run_dir": str(run_dir), "stage2_step": state["step"],
-            "stage2_loss_last20": sum(state["losses"][-20:]) / max(1, len(state["losses"][-20:]))}
+    meta = {"run_dir": str(run_dir), "stage": stage, "step": state["step"],
+            "loss_last20": sum(state["losses"][-20:]) / max(1, len(state["losses"][-20:]))}
     vis_metrics = run_dir / "vision" / "metrics.json"
     if vis_metrics.exists():
         meta["stage1_val"] = json.loads(vis_metrics.read_text())

@@ -6,7 +6,11 @@
 3. Stage 1.5: align the projector with SmolLM2's word embeddings using the probe (:mod:`.align`).
 4. Stage 2: projector + LoRA on teacher-forced findings text, sentences that state a finding
    weighted up; the tower keeps training on its stage-1 loss meanwhile (:mod:`.train_lm`).
-5. Save the weights that are ours to ``OUT/weights`` (``--ship`` also copies them into
+5. Stage 3: the projector is re-aligned with image-level targets (every patch token maps to
+   the words of the image's findings, not only the patches that show them), then stage 2's
+   training continues at half the learning rate on finding-balanced batches (half of each
+   batch: a finding drawn uniformly, then a study that has it).
+6. Save the weights that are ours to ``OUT/weights`` (``--ship`` also copies them into
    ``radinterp/weights/demo``, the folder ``load_adapter("demo")`` reads).
 
 Every stage checkpoints; re-running the same command resumes after a kill.
@@ -52,6 +56,7 @@ from radinterp.demo_model.train_vision import (
 from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
+STAGE3_DIR = "lm3"
 
 
 def ensure_phantoms(out: Path, n: int, seed: int, size: int, progress: bool, masks: bool = False) -> Path:
@@ -70,6 +75,8 @@ def run(
     n_val: int = 500, phantom_seed: int = 1, seed: int = 0, vision: VisionTrainConfig | None = None,
     lm: LMTrainConfig | None = None, model_cfg: DemoModelConfig | None = None, ship: bool = False,
     progress: bool = True, stop_after_vision: bool = False, align: AlignConfig | None = None,
+    balanced: LMTrainConfig | None = None, balanced_steps: int = 1000,
+    realign: AlignConfig | None = None,
 ) -> Path:
     """Run (or resume) both stages; returns the folder of the trained weights."""
     torch.manual_seed(seed)
@@ -77,6 +84,10 @@ def run(
     vision = vision or VisionTrainConfig(seed=seed)
     lm = lm or LMTrainConfig(seed=seed)
     align = align or AlignConfig(seed=seed)
+    if balanced is None and balanced_steps > 0:
+        balanced = default_balanced(lm, balanced_steps)
+        realign = realign or AlignConfig(steps=align.steps, batch_size=align.batch_size, lr=align.lr,
+                                         seed=align.seed + 1, pool="image")
     out.mkdir(parents=True, exist_ok=True)
     saved_cfg = out / "cfg.json"
     if saved_cfg.exists() and DemoModelConfig.load(saved_cfg) != cfg:
@@ -130,24 +141,46 @@ def run(
     fresh = not (out / "lm" / "ckpt" / "state.json").exists()  # a resumed stage 2 has its projector
     # frozen-tower features: for the alignment, and as stage 2's input when the tower is frozen
     feats = vision_features(tower, px_train, progress=progress) if fresh or not lm.train_tower else None
-    m15 = {}
-    if fresh:
-        t15 = time.time()
+
+    def align_stage(acfg: AlignConfig, f: torch.Tensor) -> dict:
+        t = time.time()
         anchors, bg = anchor_embeddings(model.get_input_embeddings(), tok, cfg.findings)
-        targets = alignment_targets(patch_probabilities(probe, feats), anchors, bg)
-        m15 = align_projector(model.model.multi_modal_projector, feats, targets, align, progress)
-        log.info("stage 1.5 done in %.0f s", time.time() - t15)
-        del targets
-    m2_vision = None
-    if lm.train_tower:
+        targets = alignment_targets(patch_probabilities(probe, f), anchors, bg, acfg.pool)
+        m = align_projector(model.model.multi_modal_projector, f, targets, acfg, progress)
+        log.info("projector aligned (%s-level targets) in %.0f s", acfg.pool, time.time() - t)
+        return m
+
+    m15 = align_stage(align, feats) if fresh else {}
+    m_vision = m3 = None
+    planted = planted_targets(train[:pool], cfg.findings)
+    aux = None
+    if lm.train_tower or (balanced and balanced.train_tower):
         d = stage1_data()
         aux = VisionAux(probe, d["px_vis"], d["y_vis"], vision, d["dense"], d["known"])
-        m2 = train_lm(model, tok, cfg, lm, encoded, None, out / "lm", progress, pixels=px_train, aux=aux)
-        m2_vision = evaluate(tower, probe, d["px_val"], d["y_val"], cfg.findings, vision.bf16)
-        log.info("stage 2 tower: val mean AUROC %.3f", m2_vision["mean_auroc"])
-    else:
-        m2 = train_lm(model, tok, cfg, lm, encoded, feats, out / "lm", progress)
+
+    def stage(tcfg: LMTrainConfig, folder: str) -> dict:
+        if tcfg.train_tower:
+            return train_lm(model, tok, cfg, tcfg, encoded, None, out / folder, progress,
+                            pixels=px_train, aux=aux, planted=planted)
+        f = feats if feats is not None else vision_features(tower, px_train, progress=progress)
+        return train_lm(model, tok, cfg, tcfg, encoded, f, out / folder, progress, planted=planted)
+
+    m2 = stage(lm, "lm")
     log.info("stage 2 done in %.0f s: final loss %.4f", time.time() - t1, m2["final_loss_20"])
+    m3_align = {}
+    if balanced is not None:
+        t3 = time.time()
+        if realign is not None and not (out / STAGE3_DIR / "ckpt" / "state.json").exists():
+            tower_feats = vision_features(tower, px_train, progress=progress)  # the tower after stage 2
+            m3_align = align_stage(realign, tower_feats)
+            del tower_feats
+        m3 = stage(balanced, STAGE3_DIR)
+        log.info("stage 3 done in %.0f s: final loss %.4f", time.time() - t3, m3["final_loss_20"])
+    if aux is not None:
+        d = stage1_data()
+        m_vision = evaluate(tower, probe, d["px_val"], d["y_val"], cfg.findings, vision.bf16)
+        log.info("tower after stage 2%s: val mean AUROC %.3f", "+3" if balanced else "",
+                 m_vision["mean_auroc"])
 
     meta = {
         "seed": seed, "phantom_seed": phantom_seed, "n_train": len(train), "n_lm_pool": pool,
@@ -156,7 +189,13 @@ def run(
         "align_final_mse": (sum(m15["losses"][-20:]) / len(m15["losses"][-20:])) if m15.get("losses") else None,
         "lm_config": lm.to_dict(), "stage1_val": m1, "stage2_final_loss": m2["final_loss_20"],
         "stage2_losses": m2["losses"], "stage2_vision_losses": m2["aux_losses"],
-        "stage2_vision_val": m2_vision,
+        "vision_val_final": m_vision,
+        "balanced_config": balanced.to_dict() if balanced else None,
+        "realign_config": realign.to_dict() if realign else None,
+        "realign_final_mse": (sum(m3_align["losses"][-20:]) / len(m3_align["losses"][-20:]))
+        if m3_align.get("losses") else None,
+        "stage3_final_loss": m3["final_loss_20"] if m3 else None,
+        "stage3_losses": m3["losses"] if m3 else None,
     }
     wdir = out / "weights"
     save_demo_weights(model, cfg, wdir, meta)
@@ -168,6 +207,16 @@ def run(
             shutil.copy2(f, DEMO_WEIGHTS_DIR / f.name)
         log.info("shipped weights to %s", DEMO_WEIGHTS_DIR)
     return wdir
+
+
+def default_balanced(lm: LMTrainConfig, steps: int) -> LMTrainConfig:
+    """Stage 3 after ``lm``: half the peak learning rates, finding-balanced batches, finding
+    sentences weighted 5x."""
+    return LMTrainConfig(
+        steps=steps, batch_size=lm.batch_size, lr_projector=lm.lr_projector / 2, lr_lora=lm.lr_lora / 2,
+        warmup_steps=20, seed=lm.seed + 1, bf16=lm.bf16, ckpt_every=lm.ckpt_every,
+        train_tower=lm.train_tower, lr_tower=lm.lr_tower / 2, aux_batch=lm.aux_batch,
+        aux_weight=lm.aux_weight, positive_weight=5.0, balance=0.5)
 
 
 def main(
@@ -195,6 +244,7 @@ def main(
     train_tower: bool = typer.Option(True, help="Keep training the vision tower in stage 2."),
     lr_tower: float = typer.Option(2e-4, help="Stage-2 peak learning rate of the tower."),
     aux_batch: int = typer.Option(64, help="Stage-1 images per stage-2 step for the tower's loss."),
+    balanced_steps: int = typer.Option(1000, help="Stage-3 steps on finding-balanced batches (0: skip)."),
     threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared CPU)."),
     ship: bool = typer.Option(False, help="Copy the weights into radinterp/weights/demo."),
     progress: bool = typer.Option(True, help="Show progress bars."),
@@ -211,7 +261,7 @@ def main(
         model_cfg=DemoModelConfig(image_size=image_size, patch_size=patch_size,
                                   lora_targets=tuple(t for t in lora_targets.split(",") if t)),
         align=AlignConfig(steps=align_steps, seed=seed),
-        progress=progress, stop_after_vision=stop_after_vision)
+        progress=progress, stop_after_vision=stop_after_vision, balanced_steps=balanced_steps)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ class LMTrainConfig(BaseConfig):
     positive_weight: float = 3.0
     """Loss weight of the tokens of report sentences that state a finding (the rest: 1).
     Most report tokens are boilerplate; this puts the gradient where the image matters."""
+    balance: float = 0.0
+    """Fraction of each batch drawn finding-balanced: pick a finding uniformly, then a study in
+    which it is planted. Rare findings (sternotomy wires, pneumothorax) then reach the LM as
+    often as common ones; the rest of the batch keeps the data's own mix."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -68,6 +72,8 @@ class LMTrainConfig(BaseConfig):
             raise ValueError("learning rates must be > 0")
         if self.positive_weight <= 0:
             raise ValueError(f"positive_weight must be > 0, got {self.positive_weight}")
+        if not 0.0 <= self.balance <= 1.0:
+            raise ValueError(f"balance must be in [0, 1], got {self.balance}")
 
 
 @dataclass
@@ -168,12 +174,28 @@ def _lr_scale(step: int, tcfg: LMTrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def _batch_indices(step: int, n: int, bs: int, seed: int) -> torch.Tensor:
-    """Indices of step ``step``: epoch-wise seeded permutations, so a resumed run sees the same data."""
+def _batch_indices(
+    step: int, n: int, bs: int, seed: int, planted: torch.Tensor | None = None, balance: float = 0.0
+) -> torch.Tensor:
+    """Indices of step ``step``: epoch-wise seeded permutations, so a resumed run sees the same data.
+
+    With ``balance`` > 0 each slot is, with that probability, replaced by a study drawn
+    finding-balanced from ``planted`` (N, F): a finding uniformly, then one of its positive
+    studies (draws seeded by ``step``, so resumable too)."""
     per_epoch = n // bs
     epoch, k = divmod(step, per_epoch)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-    return order[k * bs : (k + 1) * bs]
+    idx = order[k * bs : (k + 1) * bs].clone()
+    if balance <= 0 or planted is None:
+        return idx
+    g = torch.Generator().manual_seed(seed * 104729 + step + 1)
+    present = (planted > 0).any(0).nonzero().flatten()  # findings with at least one positive study
+    for b in range(bs):
+        if torch.rand((), generator=g) < balance:
+            f = present[torch.randint(len(present), (), generator=g)]
+            pos = (planted[:, f] > 0).nonzero().flatten()
+            idx[b] = pos[torch.randint(len(pos), (), generator=g)]
+    return idx
 
 
 def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
@@ -208,13 +230,17 @@ def train_lm(
     model, tokenizer, cfg: DemoModelConfig, tcfg: LMTrainConfig, encoded: list[Encoded],
     feats: torch.Tensor | None, out_dir: Path, progress: bool = True, *,
     pixels: torch.Tensor | None = None, aux: VisionAux | None = None,
+    planted: torch.Tensor | None = None,
 ) -> dict:
     """Train projector + LoRA in place (resuming from ``out_dir/ckpt``); returns loss history.
 
     With ``tcfg.train_tower`` the vision tower trains too: ``pixels`` (N, H, W) replace the
     precomputed ``feats`` and ``aux`` adds the stage-1 probe loss on ``tcfg.aux_batch`` images
     per step, so the tower keeps learning the findings while the LM learns to read it.
+    ``planted`` (N, F) planted findings of ``encoded`` are needed for ``tcfg.balance`` > 0.
     """
+    if tcfg.balance > 0 and (planted is None or len(planted) != len(encoded)):
+        raise ValueError("balance > 0 needs the planted findings (N, F) of the encoded studies")
     if tcfg.train_tower and (pixels is None or aux is None):
         raise ValueError("train_tower needs the studies' pixels and the stage-1 data (aux)")
     if not tcfg.train_tower and feats is None:
@@ -248,7 +274,7 @@ def train_lm(
     bar = tqdm(range(step, tcfg.steps), desc="projector+LoRA", disable=not progress, initial=step,
                total=tcfg.steps)
     for step in bar:
-        idx = _batch_indices(step, len(encoded), tcfg.batch_size, tcfg.seed)
+        idx = _batch_indices(step, len(encoded), tcfg.batch_size, tcfg.seed, planted, tcfg.balance)
         ids, attn, target, weight = pad_batch([encoded[i] for i in idx], pad, tcfg.positive_weight)
         for g in optim.param_groups:
             g["lr"] = g["base"] * _lr_scale(step, tcfg)

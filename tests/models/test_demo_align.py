@@ -45,6 +45,14 @@ def test_alignment_targets_mix_background_and_finding_words():
     torch.testing.assert_close(t[0, 0], bg)
     torch.testing.assert_close(t[0, 1], anchors[0])
     torch.testing.assert_close(t[0, 2], torch.tensor([0.75, 0.25]))
+    # image-level targets: every patch says what the image's most certain patch says
+    img = alignment_targets(probs, anchors, bg, pool="image")
+    for p in range(3):
+        torch.testing.assert_close(img[0, p], anchors[0])
+    with pytest.raises(ValueError, match="pool"):
+        alignment_targets(probs, anchors, bg, pool="mean")
+    with pytest.raises(ValueError, match="pool"):
+        AlignConfig(pool="cls")
 
 
 def test_patch_probabilities_are_the_probe_sigmoids():

@@ -11,7 +11,7 @@ from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import finding_label, planted_targets
 from radinterp.demo_model.metrics import auroc, f1_score
-from radinterp.demo_model.train_lm import Encoded, _batch_indices, pad_batch, positive_spans
+from radinterp.demo_model.train_lm import Encoded, LMTrainConfig, _batch_indices, pad_batch, positive_spans
 from radinterp.demo_model.train_vision import Probe, VisionTrainConfig, new_tower, patch_tokens
 
 
@@ -56,6 +56,25 @@ def test_batch_order_is_a_seeded_permutation_per_epoch():
     assert len(set(first_epoch.tolist())) == 9  # no repeats within an epoch
     assert torch.equal(_batch_indices(1, 10, 3, seed=5), steps[1])  # resumable
     assert not torch.equal(_batch_indices(0, 10, 3, seed=6), steps[0])
+
+
+def test_balanced_batches_raise_rare_findings_to_their_share():
+    planted = torch.zeros(1000, 3)
+    planted[:10, 0] = 1  # rare: 1 %
+    planted[10:500, 1] = 1  # common: 49 %
+    counts = torch.zeros(3)
+    for s in range(1500):
+        idx = _batch_indices(s, 1000, 4, seed=0, planted=planted, balance=0.5)
+        counts += planted[idx].sum(0)
+    share = counts / (1500 * 4)
+    # half the slots: uniform over the 2 findings that occur; the other half: the data's mix
+    assert share[0].item() == pytest.approx(0.5 * 0.01 + 0.5 * 0.5, abs=0.03)
+    assert share[1].item() == pytest.approx(0.5 * 0.49 + 0.5 * 0.5, abs=0.03)
+    assert share[2].item() == 0
+    again = _batch_indices(7, 1000, 4, seed=0, planted=planted, balance=0.5)
+    assert torch.equal(again, _batch_indices(7, 1000, 4, seed=0, planted=planted, balance=0.5))
+    unbalanced = _batch_indices(7, 1000, 4, seed=0)
+    assert torch.equal(_batch_indices(7, 1000, 4, seed=0, planted=planted, balance=0.0), unbalanced)
 
 
 def test_pad_batch_targets_are_the_report_and_eos_only():
@@ -115,3 +134,5 @@ def test_configs_validate_with_the_fix():
         DemoModelConfig(lora_targets=("qq_proj",))
     with pytest.raises(ValueError, match="lr"):
         VisionTrainConfig(lr=0)
+    with pytest.raises(ValueError, match="balance"):
+        LMTrainConfig(balance=1.5)
