@@ -78,7 +78,11 @@ def run(
     balanced: LMTrainConfig | None = None, balanced_steps: int = 1000,
     realign: AlignConfig | None = None,
 ) -> Path:
-    """Run (or resume) both stages; returns the folder of the trained weights."""
+    """Run (or resume) every stage; returns the folder of the trained weights.
+
+    Stage 3 runs with ``balanced`` (default: :func:`default_balanced` for ``balanced_steps`` > 0,
+    with an image-level ``realign`` of the projector first); an explicit ``balanced`` re-aligns
+    only when ``realign`` is given too."""
     torch.manual_seed(seed)
     cfg = model_cfg or DemoModelConfig()
     vision = vision or VisionTrainConfig(seed=seed)
