@@ -25,6 +25,14 @@ def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
+STATE_FILE = "state.json"
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """True once ``folder`` holds a complete checkpoint (its state file is written last)."""
+    return (folder / STATE_FILE).exists()
+
+
 def save_checkpoint(
     folder: Path, named: dict[str, torch.nn.Parameter], optim: torch.optim.Optimizer, state: dict
 ) -> None:
@@ -39,16 +47,16 @@ def save_checkpoint(
             moments[f"{k}::exp_avg_sq"] = st["exp_avg_sq"]
             steps[k] = float(st["step"])
     _save_atomic(moments, folder / "optim.safetensors")
-    write_json_atomic(folder / "state.json", {**state, "optim_steps": steps})
+    write_json_atomic(folder / STATE_FILE, {**state, "optim_steps": steps})
 
 
 def load_checkpoint(
     folder: Path, named: dict[str, torch.nn.Parameter], optim: torch.optim.Optimizer
 ) -> dict | None:
     """Restore into ``named`` / ``optim``; returns the saved state, or None if there is none."""
-    if not (folder / "state.json").exists():
+    if not has_checkpoint(folder):
         return None
-    state = json.loads((folder / "state.json").read_text())
+    state = json.loads((folder / STATE_FILE).read_text())
     params = load_file(str(folder / "params.safetensors"))
     moments = load_file(str(folder / "optim.safetensors"))
     missing = sorted(set(named) - set(params))

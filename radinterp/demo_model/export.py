@@ -18,7 +18,9 @@ import typer
 from safetensors.torch import load_file
 
 from radinterp.demo_model.build import build_demo_model, save_demo_weights
+from radinterp.demo_model.ckpt import STATE_FILE, has_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
+from radinterp.demo_model.train_lm import STAGE2_DIR, STAGE3_DIR
 from radinterp.demo_model.train_vision import load_tower_weights
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,10 @@ def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> 
     if cfg is None:
         saved = run_dir / "cfg.json"
         cfg = DemoModelConfig.load(saved) if saved.exists() else DemoModelConfig()
-    stage, ckpt = 3, run_dir / "lm3" / "ckpt"
-    if not (ckpt / "state.json").exists():
-        stage, ckpt = 2, run_dir / "lm" / "ckpt"
-    if not (ckpt / "state.json").exists():
+    stage, ckpt = 3, run_dir / STAGE3_DIR / "ckpt"
+    if not has_checkpoint(ckpt):
+        stage, ckpt = 2, run_dir / STAGE2_DIR / "ckpt"
+    if not has_checkpoint(ckpt):
         raise FileNotFoundError(f"{ckpt} has no checkpoint yet; wait for stage 2's first one")
     model, _ = build_demo_model(cfg)
     load_tower_weights(model.model.vision_tower, run_dir / "vision")
@@ -45,7 +47,7 @@ def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> 
     missing, unexpected = model.load_state_dict(params, strict=False)
     if unexpected:
         raise ValueError(f"checkpoint keys not in the model: {unexpected[:3]}; pass the run's config")
-    state = json.loads((ckpt / "state.json").read_text())
+    state = json.loads((ckpt / STATE_FILE).read_text())
     meta = {"run_dir": str(run_dir), "stage": stage, "step": state["step"],
             "loss_last20": sum(state["losses"][-20:]) / max(1, len(state["losses"][-20:]))}
     vis_metrics = run_dir / "vision" / "metrics.json"

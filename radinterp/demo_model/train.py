@@ -35,9 +35,12 @@ from radinterp.demo_model.align import (
     patch_probabilities,
 )
 from radinterp.demo_model.build import build_demo_model, save_demo_weights
+from radinterp.demo_model.ckpt import has_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import cache_patch_targets, cache_pixels, load_studies, planted_targets
 from radinterp.demo_model.train_lm import (
+    STAGE2_DIR,
+    STAGE3_DIR,
     LMTrainConfig,
     VisionAux,
     encode_studies,
@@ -56,7 +59,6 @@ from radinterp.demo_model.train_vision import (
 from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
-STAGE3_DIR = "lm3"
 
 
 def ensure_phantoms(out: Path, n: int, seed: int, size: int, progress: bool, masks: bool = False) -> Path:
@@ -142,7 +144,7 @@ def run(
     adapter = make_adapter(model, tok, cfg)
     encoded = encode_studies(adapter, train[:pool])
     px_train = cache_pixels(train[:pool], icfg, progress)
-    fresh = not (out / "lm" / "ckpt" / "state.json").exists()  # a resumed stage 2 has its projector
+    fresh = not has_checkpoint(out / STAGE2_DIR / "ckpt")  # a resumed stage 2 has its projector
     # frozen-tower features: for the alignment, and as stage 2's input when the tower is frozen
     feats = vision_features(tower, px_train, progress=progress) if fresh or not lm.train_tower else None
 
@@ -162,23 +164,25 @@ def run(
         d = stage1_data()
         aux = VisionAux(probe, d["px_vis"], d["y_vis"], vision, d["dense"], d["known"])
 
-    def stage(tcfg: LMTrainConfig, folder: str) -> dict:
+    def stage(tcfg: LMTrainConfig, folder: str, f: torch.Tensor | None) -> dict:
         if tcfg.train_tower:
             return train_lm(model, tok, cfg, tcfg, encoded, None, out / folder, progress,
                             pixels=px_train, aux=aux, planted=planted)
-        f = feats if feats is not None else vision_features(tower, px_train, progress=progress)
         return train_lm(model, tok, cfg, tcfg, encoded, f, out / folder, progress, planted=planted)
 
-    m2 = stage(lm, "lm")
+    m2 = stage(lm, STAGE2_DIR, feats)
     log.info("stage 2 done in %.0f s: final loss %.4f", time.time() - t1, m2["final_loss_20"])
     m3_align = {}
     if balanced is not None:
         t3 = time.time()
-        if realign is not None and not (out / STAGE3_DIR / "ckpt" / "state.json").exists():
-            tower_feats = vision_features(tower, px_train, progress=progress)  # the tower after stage 2
-            m3_align = align_stage(realign, tower_feats)
-            del tower_feats
-        m3 = stage(balanced, STAGE3_DIR)
+        if lm.train_tower:
+            feats = None  # stage 2 trained the tower: earlier features are stale
+        realigning = realign is not None and not has_checkpoint(out / STAGE3_DIR / "ckpt")
+        if feats is None and (realigning or not balanced.train_tower):
+            feats = vision_features(tower, px_train, progress=progress)  # the tower after stage 2
+        if realigning:
+            m3_align = align_stage(realign, feats)
+        m3 = stage(balanced, STAGE3_DIR, feats)
         log.info("stage 3 done in %.0f s: final loss %.4f", time.time() - t3, m3["final_loss_20"])
     if aux is not None:
         d = stage1_data()

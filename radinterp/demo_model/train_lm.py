@@ -28,6 +28,11 @@ from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
 
+STAGE2_DIR = "lm"
+"""Run-folder subfolder of stage 2 (its checkpoint is ``STAGE2_DIR/ckpt``)."""
+STAGE3_DIR = "lm3"
+"""Run-folder subfolder of stage 3 (image-level re-alignment + finding-balanced training)."""
+
 
 @dataclass
 class LMTrainConfig(BaseConfig):
