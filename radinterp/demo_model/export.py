@@ -3,8 +3,8 @@
     python -m radinterp.demo_model.export --run runs/demo --out runs/demo/weights_step300
 
 Takes stage 1's tower (``RUN/vision/vision.safetensors``) and the latest language-model
-checkpoint: stage 3's (``RUN/lm3/ckpt``) once it has one, else stage 2's
-(``RUN/lm/ckpt``), so a run cut short still yields a loadable model.
+checkpoint: stage 4's (``RUN/lm4/ckpt``) once it has one, else stage 3's (``RUN/lm3/ckpt``),
+else stage 2's (``RUN/lm/ckpt``), so a run cut short still yields a loadable model.
 """
 
 from __future__ import annotations
@@ -20,22 +20,22 @@ from safetensors.torch import load_file
 from radinterp.demo_model.build import build_demo_model, save_demo_weights
 from radinterp.demo_model.ckpt import STATE_FILE, has_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
-from radinterp.demo_model.train_lm import STAGE2_DIR, STAGE3_DIR
+from radinterp.demo_model.train_lm import LM_STAGE_DIRS
 from radinterp.demo_model.train_vision import load_tower_weights
 
 log = logging.getLogger(__name__)
 
 
 def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> Path:
-    """Weights of ``run_dir`` at its latest stage-2 or -3 checkpoint (config: the run's ``cfg.json``)."""
+    """Weights of ``run_dir`` at its latest language-model checkpoint (config: the run's ``cfg.json``)."""
     if cfg is None:
         saved = run_dir / "cfg.json"
         cfg = DemoModelConfig.load(saved) if saved.exists() else DemoModelConfig()
-    stage, ckpt = 3, run_dir / STAGE3_DIR / "ckpt"
-    if not has_checkpoint(ckpt):
-        stage, ckpt = 2, run_dir / STAGE2_DIR / "ckpt"
-    if not has_checkpoint(ckpt):
-        raise FileNotFoundError(f"{ckpt} has no checkpoint yet; wait for stage 2's first one")
+    done = [(s, run_dir / d / "ckpt") for s, d in LM_STAGE_DIRS.items()]
+    done = [(s, c) for s, c in done if has_checkpoint(c)]
+    if not done:
+        raise FileNotFoundError(f"{run_dir} has no language-model checkpoint yet; wait for stage 2's first")
+    stage, ckpt = done[0]  # the latest stage with one
     model, _ = build_demo_model(cfg)
     load_tower_weights(model.model.vision_tower, run_dir / "vision")
     params = load_file(str(ckpt / "params.safetensors"))

@@ -23,3 +23,17 @@ def f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if tp + fp + fn == 0:
         return 1.0
     return 2 * tp / (2 * tp + fp + fn)
+
+
+def best_f1_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
+    """The score threshold (predict ``score >= t``) with the highest F1 on these labels.
+
+    Every distinct score is a candidate; ties go to the highest threshold. Pick it on one split
+    and apply it to another to read how well ``score`` alone would answer there."""
+    y, s = np.asarray(y_true).astype(bool), np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, tp = s[order], np.cumsum(y[order])
+    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # last index of each distinct score
+    k = np.arange(1, len(s) + 1)[last]  # predicted positives at each candidate threshold
+    f1 = 2 * tp[last] / (k + y.sum())
+    return float(s_sorted[last][int(np.argmax(f1))])

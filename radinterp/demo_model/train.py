@@ -10,7 +10,9 @@
    the words of the image's findings, not only the patches that show them), then stage 2's
    training continues at half the learning rate on finding-balanced batches (half of each
    batch: a finding drawn uniformly, then a study that has it).
-6. Save the weights that are ours to ``OUT/weights`` (``--ship`` also copies them into
+6. Stage 4 (``--polish-steps`` > 0): a second round of stage 3's training with the learning
+   rate restarted (warm-up, then cosine decay again) and a new data order.
+7. Save the weights that are ours to ``OUT/weights`` (``--ship`` also copies them into
    ``radinterp/weights/demo``, the folder ``load_adapter("demo")`` reads).
 
 Every stage checkpoints; re-running the same command resumes after a kill.
@@ -22,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,6 +44,7 @@ from radinterp.demo_model.data import cache_patch_targets, cache_pixels, load_st
 from radinterp.demo_model.train_lm import (
     STAGE2_DIR,
     STAGE3_DIR,
+    STAGE4_DIR,
     LMTrainConfig,
     VisionAux,
     encode_studies,
@@ -78,13 +82,14 @@ def run(
     lm: LMTrainConfig | None = None, model_cfg: DemoModelConfig | None = None, ship: bool = False,
     progress: bool = True, stop_after_vision: bool = False, align: AlignConfig | None = None,
     balanced: LMTrainConfig | None = None, balanced_steps: int = 1000,
-    realign: AlignConfig | None = None,
+    realign: AlignConfig | None = None, polish: LMTrainConfig | None = None, polish_steps: int = 1000,
 ) -> Path:
     """Run (or resume) every stage; returns the folder of the trained weights.
 
     Stage 3 runs with ``balanced`` (default: :func:`default_balanced` for ``balanced_steps`` > 0,
     with an image-level ``realign`` of the projector first); an explicit ``balanced`` re-aligns
-    only when ``realign`` is given too."""
+    only when ``realign`` is given too. Stage 4 runs with ``polish`` (default:
+    :func:`default_polish` of stage 3 for ``polish_steps`` > 0); it needs stage 3."""
     torch.manual_seed(seed)
     cfg = model_cfg or DemoModelConfig()
     vision = vision or VisionTrainConfig(seed=seed)
@@ -94,6 +99,10 @@ def run(
         balanced = default_balanced(lm, balanced_steps)
         realign = realign or AlignConfig(steps=align.steps, batch_size=align.batch_size, lr=align.lr,
                                          seed=align.seed + 1, pool="image")
+    if polish is None and polish_steps > 0 and balanced is not None:
+        polish = default_polish(balanced, polish_steps)
+    if polish is not None and balanced is None:
+        raise ValueError("stage 4 continues stage 3: give balanced_steps > 0 (or balanced) too")
     out.mkdir(parents=True, exist_ok=True)
     saved_cfg = out / "cfg.json"
     if saved_cfg.exists() and DemoModelConfig.load(saved_cfg) != cfg:
@@ -184,10 +193,20 @@ def run(
             m3_align = align_stage(realign, feats)
         m3 = stage(balanced, STAGE3_DIR, feats)
         log.info("stage 3 done in %.0f s: final loss %.4f", time.time() - t3, m3["final_loss_20"])
+    m4 = None
+    if polish is not None:
+        t4 = time.time()
+        if balanced.train_tower or lm.train_tower:
+            feats = None  # the tower trained since those features were taken
+        if feats is None and not polish.train_tower:
+            feats = vision_features(tower, px_train, progress=progress)
+        m4 = stage(polish, STAGE4_DIR, feats)
+        log.info("stage 4 done in %.0f s: final loss %.4f", time.time() - t4, m4["final_loss_20"])
     if aux is not None:
         d = stage1_data()
         m_vision = evaluate(tower, probe, d["px_val"], d["y_val"], cfg.findings, vision.bf16)
-        log.info("tower after stage 2%s: val mean AUROC %.3f", "+3" if balanced else "",
+        log.info("tower after stage 2%s%s: val mean AUROC %.3f", "+3" if balanced else "",
+                 "+4" if polish else "",
                  m_vision["mean_auroc"])
 
     meta = {
@@ -204,6 +223,9 @@ def run(
         if m3_align.get("losses") else None,
         "stage3_final_loss": m3["final_loss_20"] if m3 else None,
         "stage3_losses": m3["losses"] if m3 else None,
+        "polish_config": polish.to_dict() if polish else None,
+        "stage4_final_loss": m4["final_loss_20"] if m4 else None,
+        "stage4_losses": m4["losses"] if m4 else None,
     }
     wdir = out / "weights"
     save_demo_weights(model, cfg, wdir, meta)
@@ -225,6 +247,12 @@ def default_balanced(lm: LMTrainConfig, steps: int) -> LMTrainConfig:
         warmup_steps=20, seed=lm.seed + 1, bf16=lm.bf16, ckpt_every=lm.ckpt_every,
         train_tower=lm.train_tower, lr_tower=lm.lr_tower / 2, aux_batch=lm.aux_batch,
         aux_weight=lm.aux_weight, positive_weight=5.0, balance=0.5)
+
+
+def default_polish(balanced: LMTrainConfig, steps: int) -> LMTrainConfig:
+    """Stage 4 after stage 3 (``balanced``): the same training, restarted learning-rate schedule,
+    next seed (a new data order and new balanced draws)."""
+    return replace(balanced, steps=steps, seed=balanced.seed + 1)
 
 
 def main(
@@ -253,6 +281,8 @@ def main(
     lr_tower: float = typer.Option(2e-4, help="Stage-2 peak learning rate of the tower."),
     aux_batch: int = typer.Option(64, help="Stage-1 images per stage-2 step for the tower's loss."),
     balanced_steps: int = typer.Option(1000, help="Stage-3 steps on finding-balanced batches (0: skip)."),
+    polish_steps: int = typer.Option(
+        1000, help="Stage-4 steps: stage 3 again with the learning rate restarted (0: skip)."),
     threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared CPU)."),
     ship: bool = typer.Option(False, help="Copy the weights into radinterp/weights/demo."),
     progress: bool = typer.Option(True, help="Show progress bars."),
@@ -269,7 +299,8 @@ def main(
         model_cfg=DemoModelConfig(image_size=image_size, patch_size=patch_size,
                                   lora_targets=tuple(t for t in lora_targets.split(",") if t)),
         align=AlignConfig(steps=align_steps, seed=seed),
-        progress=progress, stop_after_vision=stop_after_vision, balanced_steps=balanced_steps)
+        progress=progress, stop_after_vision=stop_after_vision, balanced_steps=balanced_steps,
+        polish_steps=polish_steps)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ STAGE2_DIR = "lm"
 """Run-folder subfolder of stage 2 (its checkpoint is ``STAGE2_DIR/ckpt``)."""
 STAGE3_DIR = "lm3"
 """Run-folder subfolder of stage 3 (image-level re-alignment + finding-balanced training)."""
+STAGE4_DIR = "lm4"
+"""Run-folder subfolder of stage 4 (a second finding-balanced round, learning rate restarted)."""
+LM_STAGE_DIRS = {4: STAGE4_DIR, 3: STAGE3_DIR, 2: STAGE2_DIR}
+"""Language-model stages and their subfolders, latest first."""
 
 
 @dataclass
@@ -271,7 +275,7 @@ def train_lm(
     step, losses = int(state["step"]), list(state["losses"])
     aux_losses = list(state.get("aux_losses", []))
     if step:
-        log.info("resuming stage 2 at step %d / %d", step, tcfg.steps)
+        log.info("resuming %s at step %d / %d", out_dir.name, step, tcfg.steps)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.train()
     tower.train(tcfg.train_tower)

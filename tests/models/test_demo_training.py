@@ -10,7 +10,7 @@ from radinterp.data import Study
 from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import finding_label, planted_targets
-from radinterp.demo_model.metrics import auroc, f1_score
+from radinterp.demo_model.metrics import auroc, best_f1_threshold, f1_score
 from radinterp.demo_model.train_lm import Encoded, LMTrainConfig, _batch_indices, pad_batch, positive_spans
 from radinterp.demo_model.train_vision import Probe, VisionTrainConfig, new_tower, patch_tokens
 
@@ -136,3 +136,13 @@ def test_configs_validate_with_the_fix():
         VisionTrainConfig(lr=0)
     with pytest.raises(ValueError, match="balance"):
         LMTrainConfig(balance=1.5)
+
+
+def test_best_f1_threshold_is_the_f1_maximiser_over_every_cut():
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.2
+    score = np.round(y * 0.6 + rng.random(300), 2)  # rounded: many ties
+    t = best_f1_threshold(y, score)
+    brute = max(f1_score(y, score >= c) for c in np.unique(score))
+    assert f1_score(y, score >= t) == pytest.approx(brute)
+    assert best_f1_threshold([False, True, True], [0.1, 0.5, 0.9]) == 0.5
