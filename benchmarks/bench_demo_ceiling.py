@@ -23,18 +23,18 @@ from safetensors.torch import load_file
 
 
 def load_tower_and_probe(run: Path):
-    from radinterp.demo_model.ckpt import has_checkpoint
     from radinterp.demo_model.config import DemoModelConfig
-    from radinterp.demo_model.train_lm import LM_STAGE_DIRS
+    from radinterp.demo_model.train_lm import latest_lm_checkpoint
     from radinterp.demo_model.train_vision import VISION_FILE, Probe, new_tower
 
     cfg = DemoModelConfig.load(run / "cfg.json")
-    ckpts = [run / d / "ckpt" for d in LM_STAGE_DIRS.values() if has_checkpoint(run / d / "ckpt")]
-    sd = load_file(str(ckpts[0] / "params.safetensors" if ckpts else run / "vision" / VISION_FILE))
+    latest = latest_lm_checkpoint(run)
+    src = latest[1] / "params.safetensors" if latest else run / "vision" / VISION_FILE
+    sd = load_file(str(src))
     tower, probe = new_tower(cfg, 0), Probe(cfg.vision_hidden, len(cfg.findings))
     tower.load_state_dict({k[len("tower."):]: v for k, v in sd.items() if k.startswith("tower.")})
     probe.load_state_dict({k[len("probe."):]: v for k, v in sd.items() if k.startswith("probe.")})
-    return cfg, tower.eval(), probe.eval(), str(ckpts[0] if ckpts else run / "vision")
+    return cfg, tower.eval(), probe.eval(), str(src)
 
 
 def probe_scores(cfg, tower, probe, data: Path) -> tuple[np.ndarray, np.ndarray]:

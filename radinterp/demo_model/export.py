@@ -18,9 +18,9 @@ import typer
 from safetensors.torch import load_file
 
 from radinterp.demo_model.build import build_demo_model, save_demo_weights
-from radinterp.demo_model.ckpt import STATE_FILE, has_checkpoint
+from radinterp.demo_model.ckpt import STATE_FILE
 from radinterp.demo_model.config import DemoModelConfig
-from radinterp.demo_model.train_lm import LM_STAGE_DIRS
+from radinterp.demo_model.train_lm import latest_lm_checkpoint
 from radinterp.demo_model.train_vision import load_tower_weights
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,10 @@ def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> 
     if cfg is None:
         saved = run_dir / "cfg.json"
         cfg = DemoModelConfig.load(saved) if saved.exists() else DemoModelConfig()
-    done = [(s, run_dir / d / "ckpt") for s, d in LM_STAGE_DIRS.items()]
-    done = [(s, c) for s, c in done if has_checkpoint(c)]
-    if not done:
+    latest = latest_lm_checkpoint(run_dir)
+    if latest is None:
         raise FileNotFoundError(f"{run_dir} has no language-model checkpoint yet; wait for stage 2's first")
-    stage, ckpt = done[0]  # the latest stage with one
+    stage, ckpt = latest
     model, _ = build_demo_model(cfg)
     load_tower_weights(model.model.vision_tower, run_dir / "vision")
     params = load_file(str(ckpt / "params.safetensors"))

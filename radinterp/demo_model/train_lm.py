@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from radinterp.config import BaseConfig
-from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
+from radinterp.demo_model.ckpt import has_checkpoint, load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import as_rgb
 from radinterp.demo_model.train_vision import VisionTrainConfig, image_loss_fn, patch_tokens, probe_loss
@@ -36,6 +36,14 @@ STAGE4_DIR = "lm4"
 """Run-folder subfolder of stage 4 (a second finding-balanced round, learning rate restarted)."""
 LM_STAGE_DIRS = {4: STAGE4_DIR, 3: STAGE3_DIR, 2: STAGE2_DIR}
 """Language-model stages and their subfolders, latest first."""
+
+
+def latest_lm_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
+    """(stage, checkpoint folder) of the latest language-model stage of ``run_dir`` that saved one."""
+    for stage, sub in LM_STAGE_DIRS.items():
+        if has_checkpoint(run_dir / sub / "ckpt"):
+            return stage, run_dir / sub / "ckpt"
+    return None
 
 
 @dataclass
