@@ -29,10 +29,12 @@ import numpy as np
 import torch
 
 from radinterp.store.format import (
+    MANIFEST_FILE,
     META_COLUMNS,
     SHARD_DIR,
     StoreError,
     encode_shard,
+    progress_name,
     shard_name,
     store_dtype,
     write_bytes_atomic,
@@ -70,6 +72,7 @@ class StoreWriter:
         self.progress = RankProgress.load(self.root, rank, world_size)
         self._check_committed()
         self._remove_orphans()
+        self._remove_stale_temps()
         self._done = self.progress.done_studies()
         self._lock = threading.Lock()
         self._reset_buffer()
@@ -105,6 +108,17 @@ class StoreWriter:
             if path.name.startswith(".") or rel not in listed:
                 log.info("removing uncommitted shard %s left by an interrupted run", path)
                 path.unlink()
+
+    def _remove_stale_temps(self) -> None:
+        """Delete temp files a kill -9 left mid-write of this rank's progress record (and, on
+        rank 0, of the manifest): ``write_json_atomic`` names them ``.NAME.<random>.tmp``."""
+        targets = [self.root / progress_name(self.rank)]
+        if self.rank == 0:
+            targets.append(self.root / MANIFEST_FILE)
+        for target in targets:
+            for path in sorted(target.parent.glob(f".{target.name}.*.tmp")):
+                log.info("removing temp file %s left by an interrupted run", path)
+                path.unlink(missing_ok=True)
 
     def is_done(self, study_id: str) -> bool:
         """True when the study is committed (written or skipped) in this rank's progress."""

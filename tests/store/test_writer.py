@@ -29,6 +29,8 @@ def fingerprint(root: Path) -> tuple:
         (root / "manifest.json").read_text(),
         [p.read_text() for p in prog],
         sorted(p.name for p in (root / "shards").iterdir()),
+        sorted(p.name for p in (root / "progress").iterdir()),
+        sorted(p.name for p in root.iterdir()),
     )
 
 
@@ -84,6 +86,9 @@ def test_resume_after_abort_matches_uninterrupted(tmp_path, manifest):
     # a shard renamed into place but never recorded (crash between rename and index update)
     (root / "shards" / "r00000-s000099.safetensors").write_bytes(b"orphan")
     (root / "shards" / ".r00000-s000100.safetensors.tmp").write_bytes(b"half")
+    # kill -9 inside write_json_atomic leaves its temp file behind
+    (root / "progress" / ".rank00000.json.k9x2ab.tmp").write_text('{"half":')
+    (root / ".manifest.json.q7w1zz.tmp").write_text("{")
     assert not open_store(root).complete
     w = StoreWriter(root, manifest)
     todo = [i for i in range(30) if not w.is_done(f"s{i:04d}")]
