@@ -254,3 +254,22 @@ def test_rerun_noop_overwrite_protection_and_resume(tmp_path):
     with pytest.raises(DatasetExistsError, match="not empty"):
         generate_phantoms(cfg, other, progress=False)
     assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_specific_indication_hints_only_come_with_their_finding():
+    from radinterp.data.phantoms.reports import INDICATION_HINTS, build_report, specific_hints
+    from radinterp.data.phantoms.spec import sample_study
+
+    hints = specific_hints()
+    assert "rib_fracture" in hints and "pleural_effusion" not in hints  # shared with cardiomegaly
+    cfg = PhantomConfig(n=1500, seed=4)
+    seen = dict.fromkeys(INDICATION_HINTS, 0)
+    for i in range(cfg.n):
+        spec = sample_study(cfg, i)
+        rep = build_report(spec.patient, spec.current.findings, spec.current.view,
+                           np.random.default_rng([cfg.seed, i, 1]), cfg.uncertainty_rate)
+        for f, h in hints.items():
+            if h in rep.indication:
+                assert f in spec.current.findings, (rep.indication, spec.current.findings)
+                seen[f] += 1
+    assert all(seen[f] > 0 for f in hints)  # every hint does occur

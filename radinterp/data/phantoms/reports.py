@@ -163,18 +163,32 @@ def _negatives(labelled: set[str], present: set[str], rng: Rng) -> dict[int, lis
     return out
 
 
+INDICATION_HINTS = {
+    "endotracheal_tube": "intubation, evaluate ET tube position",
+    "nasogastric_tube": "NG tube placement", "central_venous_catheter": "line placement",
+    "pneumothorax": "chest pain after trauma", "rib_fracture": "fall, rib pain",
+    "consolidation": "fever and cough, evaluate for pneumonia",
+    "edema": "dyspnea, history of CHF", "pleural_effusion": "shortness of breath",
+    "cardiomegaly": "shortness of breath", "lung_nodule": "chronic cough",
+}
+"""Reason for the exam that a study's indication gives, with probability 0.7, for one of its
+findings (picked uniformly among its findings listed here); otherwise a generic reason."""
+GENERIC_INDICATIONS = ["chest pain", "cough", "shortness of breath", "preoperative evaluation", "fever"]
+
+
+def specific_hints() -> dict[str, str]:
+    """The hints that name exactly one finding and no generic reason contains: seeing one in
+    an indication means the finding is planted (precision 1), whatever the image shows."""
+    texts = list(INDICATION_HINTS.values())
+    return {f: h for f, h in INDICATION_HINTS.items()
+            if texts.count(h) == 1 and not any(h in g for g in GENERIC_INDICATIONS)}
+
+
 def _context(patient: Patient, findings: dict[str, Attrs], view: str, has_prior: bool, rng: Rng):
     who = pick(rng, [f"{patient.age}-year-old {'man' if patient.sex == 'M' else 'woman'} with",
                      f"___{patient.sex} with", "Patient with", ""])
-    reasons = {"endotracheal_tube": "intubation, evaluate ET tube position",
-               "nasogastric_tube": "NG tube placement", "central_venous_catheter": "line placement",
-               "pneumothorax": "chest pain after trauma", "rib_fracture": "fall, rib pain",
-               "consolidation": "fever and cough, evaluate for pneumonia",
-               "edema": "dyspnea, history of CHF", "pleural_effusion": "shortness of breath",
-               "cardiomegaly": "shortness of breath", "lung_nodule": "chronic cough"}
-    hints = [reasons[n] for n in findings if n in reasons]
-    generic = ["chest pain", "cough", "shortness of breath", "preoperative evaluation", "fever"]
-    reason = pick(rng, hints) if hints and rng.random() < 0.7 else pick(rng, generic)
+    hints = [INDICATION_HINTS[n] for n in findings if n in INDICATION_HINTS]
+    reason = pick(rng, hints) if hints and rng.random() < 0.7 else pick(rng, GENERIC_INDICATIONS)
     indication = cap(f"{who} {reason}".strip()) + "."
     pa = ["PA view of the chest.", "Frontal view of the chest.", "PA chest radiograph."]
     ap = ["Portable AP view of the chest.", "Single portable AP chest radiograph.",
