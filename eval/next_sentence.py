@@ -28,6 +28,8 @@ from radinterp.config import BaseConfig
 
 log = logging.getLogger(__name__)
 
+CHUNK = 50
+"""Samples per generate call: bounds the key/value cache (it grows with samples x length)."""
 END = "<end>"
 """What a sample is recorded as when the model ends the report instead of writing a sentence."""
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
@@ -104,11 +106,14 @@ def sample_next_sentences(adapter, study, prefix: str, n: int, *, temperature: f
     tok = adapter.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     torch.manual_seed(seed)
+    texts: list[str] = []
     with torch.no_grad():
-        out = adapter.model.generate(**kw, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                     max_new_tokens=max_new_tokens, num_return_sequences=n,
-                                     pad_token_id=pad)
-    texts = tok.batch_decode(out[:, kw["input_ids"].shape[1]:], skip_special_tokens=True)
+        for start in range(0, n, CHUNK):
+            out = adapter.model.generate(**kw, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                                         max_new_tokens=max_new_tokens,
+                                         num_return_sequences=min(CHUNK, n - start), pad_token_id=pad)
+            texts += tok.batch_decode(out[:, kw["input_ids"].shape[1]:], skip_special_tokens=True)
+            log.debug("sampled %d of %d", len(texts), n)
     return [first_sentence(t) for t in texts]
 
 

@@ -59,7 +59,10 @@ def test_answer_inputs_end_with_the_prefix(demo, phantoms):
     assert torch.equal(answer_inputs(demo, study, "  ").input_ids, full.input_ids)
 
 
-def test_sampling_is_seeded_and_labelled(demo, phantoms):
+def test_sampling_is_seeded_and_labelled(demo, phantoms, monkeypatch):
+    import eval.next_sentence as ns
+
+    monkeypatch.setattr(ns, "CHUNK", 4)  # 6 samples in two generate calls
     study = load_phantom_studies(phantoms)[1]
     a = sample_next_sentences(demo, study, PREFIX, 6, seed=3, max_new_tokens=24)
     b = sample_next_sentences(demo, study, PREFIX, 6, seed=3, max_new_tokens=24)
