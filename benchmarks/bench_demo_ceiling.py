@@ -31,36 +31,34 @@ from safetensors.torch import load_file
 def load_tower_and_probe(run: Path):
     from radinterp.demo_model.config import DemoModelConfig
     from radinterp.demo_model.train_lm import latest_lm_checkpoint
-    from radinterp.demo_model.train_vision import VISION_FILE, Probe, new_tower
+    from radinterp.demo_model.train_vision import VISION_FILE, Probe, new_tower, strip_prefix
 
     cfg = DemoModelConfig.load(run / "cfg.json")
     latest = latest_lm_checkpoint(run)
     src = latest[1] / "params.safetensors" if latest else run / "vision" / VISION_FILE
     sd = load_file(str(src))
     tower, probe = new_tower(cfg, 0), Probe(cfg.vision_hidden, len(cfg.findings))
-    tower.load_state_dict({k[len("tower."):]: v for k, v in sd.items() if k.startswith("tower.")})
-    probe.load_state_dict({k[len("probe."):]: v for k, v in sd.items() if k.startswith("probe.")})
+    tower.load_state_dict(strip_prefix(sd, "tower."))
+    probe.load_state_dict(strip_prefix(sd, "probe."))
     return cfg, tower.eval(), probe.eval(), str(src)
 
 
-def probe_scores(cfg, tower, probe, data: Path) -> tuple[np.ndarray, np.ndarray]:
-    from radinterp.demo_model.data import cache_pixels, load_studies, planted_targets
+def probe_scores(cfg, tower, probe, studies) -> tuple[np.ndarray, np.ndarray]:
+    from radinterp.demo_model.data import cache_pixels, planted_targets
     from radinterp.demo_model.train_vision import predict
     from radinterp.models.image import ImagePreprocess
 
-    studies = load_studies(data)
     px = cache_pixels(studies, ImagePreprocess(size=cfg.image_size), progress=False)
     return predict(tower, probe, px, bf16=True).numpy(), planted_targets(studies, cfg.findings).numpy() > 0
 
 
-def hinted(cfg, data: Path) -> np.ndarray:
+def hinted(cfg, studies) -> np.ndarray:
     """(studies, findings) bool: the indication carries the finding's specific hint."""
     from radinterp.data.phantoms.reports import specific_hints
-    from radinterp.demo_model.data import load_studies
 
     hints = specific_hints()
     return np.array([[f in hints and hints[f] in (s.indication or "") for f in cfg.findings]
-                     for s in load_studies(data)], dtype=bool)
+                     for s in studies], dtype=bool)
 
 
 def with_hint(score: np.ndarray, hint: np.ndarray) -> np.ndarray:
@@ -69,7 +67,7 @@ def with_hint(score: np.ndarray, hint: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from radinterp.demo_model.data import finding_label
+    from radinterp.demo_model.data import finding_label, load_studies
     from radinterp.demo_model.metrics import auroc, best_f1_threshold, f1_score
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,9 +80,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg, tower, probe, src = load_tower_and_probe(args.run)
-    pv, yv = probe_scores(cfg, tower, probe, args.val)
-    pt, yt = probe_scores(cfg, tower, probe, args.test)
-    hv, ht = hinted(cfg, args.val), hinted(cfg, args.test)
+    val, test = load_studies(args.val), load_studies(args.test)
+    pv, yv = probe_scores(cfg, tower, probe, val)
+    pt, yt = probe_scores(cfg, tower, probe, test)
+    hv, ht = hinted(cfg, val), hinted(cfg, test)
     quality = json.loads(args.quality.read_text())["per_finding"] if args.quality else {}
     rows = {}
     for j, f in enumerate(cfg.findings):

@@ -30,6 +30,7 @@ def sample_shares(adapter, studies, findings: list[str], k: int, max_new_tokens:
     from tqdm import tqdm
 
     from eval.labeler import label_report
+    from eval.report_quality import is_positive
 
     out = np.zeros((len(studies), len(findings)))
     for i, s in enumerate(tqdm(studies, desc="sample", unit="study")):
@@ -37,12 +38,14 @@ def sample_shares(adapter, studies, findings: list[str], k: int, max_new_tokens:
         reports = adapter.generate([s], max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
                                    top_k=0, top_p=1.0, num_return_sequences=k)
         labels = [label_report(r) for r in reports]
-        out[i] = [sum(lab.get(f) in (1, -1) for lab in labels) / k for f in findings]
+        out[i] = [sum(is_positive(lab, f) for lab in labels) / k for f in findings]
     return out
 
 
 def planted(studies, findings: list[str]) -> np.ndarray:
-    return np.array([[s.labels.get(f) in (1, -1) for f in findings] for s in studies], dtype=bool)
+    from eval.report_quality import is_positive
+
+    return np.array([[is_positive(s.labels, f) for f in findings] for s in studies], dtype=bool)
 
 
 def main() -> None:

@@ -121,13 +121,14 @@ def summarize(sentences: list[str], findings: list[str] | None = None, top: int 
     """Share of samples stating each finding (label 1 or -1, as eval-reports counts), and the
     commonest sentences."""
     from eval.labeler import label_report
+    from eval.report_quality import is_positive
 
     labels = [label_report(s) if s != END else {} for s in sentences]
-    names = findings or sorted({k for lab in labels for k, v in lab.items() if v in (1, -1)} - {"No Finding"})
+    names = findings or sorted({k for lab in labels for k in lab if is_positive(lab, k)} - {"No Finding"})
     n = len(sentences)
     return {
         "n": n,
-        "states": {f: sum(lab.get(f) in (1, -1) for lab in labels) / n for f in names},
+        "states": {f: sum(is_positive(lab, f) for lab in labels) / n for f in names},
         "ends_report": sum(s == END for s in sentences) / n,
         "top": Counter(sentences).most_common(top),
     }

@@ -75,7 +75,8 @@ class ReportQualityConfig(BaseConfig):
             raise ValueError("findings must name at least one label, e.g. Cardiomegaly")
 
 
-def _positive(labels: dict[str, int], name: str) -> bool:
+def is_positive(labels: dict[str, int], name: str) -> bool:
+    """The scoring policy: a label of 1 or -1 (hedged) states the finding; absent or 0 does not."""
     return labels.get(name) in (1, -1)
 
 
@@ -87,8 +88,8 @@ def score_labels(
         raise ValueError(f"{len(pred)} predictions for {len(true)} references; align them by study")
     per: dict[str, dict[str, Any]] = {}
     for name in findings:
-        y = np.array([_positive(t, name) for t in true], dtype=bool)
-        p = np.array([_positive(q, name) for q in pred], dtype=bool)
+        y = np.array([is_positive(t, name) for t in true], dtype=bool)
+        p = np.array([is_positive(q, name) for q in pred], dtype=bool)
         tp, fp, fn = int((y & p).sum()), int((~y & p).sum()), int((y & ~p).sum())
         prec = tp / (tp + fp) if tp + fp else None
         rec = tp / (tp + fn) if tp + fn else None

@@ -21,7 +21,7 @@ from radinterp.demo_model.build import build_demo_model, save_demo_weights
 from radinterp.demo_model.ckpt import STATE_FILE
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.train_lm import latest_lm_checkpoint
-from radinterp.demo_model.train_vision import load_tower_weights
+from radinterp.demo_model.train_vision import load_tower_weights, strip_prefix
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def export(run_dir: Path, out_dir: Path, cfg: DemoModelConfig | None = None) -> 
     load_tower_weights(model.model.vision_tower, run_dir / "vision")
     params = load_file(str(ckpt / "params.safetensors"))
     # a stage 2 that trained the tower checkpoints it (and the stage-1 probe, not shipped)
-    tower = {k[len("tower."):]: v for k, v in params.items() if k.startswith("tower.")}
+    tower = strip_prefix(params, "tower.")
     if tower:
         model.model.vision_tower.load_state_dict(tower)
     params = {k: v for k, v in params.items() if not k.startswith(("tower.", "probe."))}

@@ -196,8 +196,8 @@ def run(
     m4 = None
     if polish is not None:
         t4 = time.time()
-        if balanced.train_tower or lm.train_tower:
-            feats = None  # the tower trained since those features were taken
+        if balanced.train_tower:
+            feats = None  # stage 3 trained the tower (stage 2's training was handled before stage 3)
         if feats is None and not polish.train_tower:
             feats = vision_features(tower, px_train, progress=progress)
         m4 = stage(polish, STAGE4_DIR, feats)

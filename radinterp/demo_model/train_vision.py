@@ -205,18 +205,24 @@ def train_vision(
     return metrics
 
 
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a stage-1 / stage-2 state dict under ``prefix`` (``"tower."``, ``"probe."``),
+    with the prefix removed: what the module's ``load_state_dict`` takes."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def load_probe(cfg: DemoModelConfig, out_dir: Path) -> Probe:
     """The stage-1 probe (per-patch finding logits on the tower's patch tokens)."""
     sd = load_file(str(out_dir / VISION_FILE))
     probe = Probe(cfg.vision_hidden, len(cfg.findings))
-    probe.load_state_dict({k[len("probe."):]: v for k, v in sd.items() if k.startswith("probe.")})
+    probe.load_state_dict(strip_prefix(sd, "probe."))
     return probe.eval()
 
 
 def load_tower_weights(tower: nn.Module, out_dir: Path) -> None:
     """Copy stage-1 tower weights into ``tower`` (a ``Dinov2Model``, e.g. the LLaVA's)."""
     sd = load_file(str(out_dir / VISION_FILE))
-    tower_sd = {k[len("tower."):]: v for k, v in sd.items() if k.startswith("tower.")}
+    tower_sd = strip_prefix(sd, "tower.")
     missing, unexpected = tower.load_state_dict(tower_sd, strict=False)
     if missing or unexpected:
         raise ValueError(
