@@ -76,7 +76,7 @@ def anchor_embeddings(embedding: nn.Embedding, tokenizer, findings: tuple[str, .
     missing = [f for f in findings if f not in ANCHOR_TEXT]
     if missing:
         raise ValueError(f"no anchor text for findings {missing}; add them to ANCHOR_TEXT")
-    w = embedding.weight.detach().float()
+    w = embedding.weight.detach().float().cpu()
 
     def mean_emb(text: str) -> torch.Tensor:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -89,7 +89,8 @@ def anchor_embeddings(embedding: nn.Embedding, tokenizer, findings: tuple[str, .
 def patch_probabilities(probe: nn.Module, feats_NPD: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """(N, P, F) sigmoid of the stage-1 probe's per-patch logits."""
     probe.eval()
-    return torch.cat([torch.sigmoid(probe.patch_logits(feats_NPD[i : i + batch].float()))
+    dev = next(probe.parameters()).device
+    return torch.cat([torch.sigmoid(probe.patch_logits(feats_NPD[i : i + batch].to(dev).float())).cpu()
                       for i in range(0, len(feats_NPD), batch)])
 
 
@@ -125,7 +126,8 @@ def align_projector(
         for g in optim.param_groups:
             g["lr"] = acfg.lr * scale
         idx = torch.randint(len(feats_NPD), (acfg.batch_size,), generator=gen)
-        loss = nn.functional.mse_loss(projector(feats_NPD[idx].float()), targets_NPD[idx])
+        dev = params[0].device  # features and targets stay on the CPU
+        loss = nn.functional.mse_loss(projector(feats_NPD[idx].to(dev).float()), targets_NPD[idx].to(dev))
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

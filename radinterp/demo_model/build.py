@@ -126,13 +126,13 @@ def build_demo_model(
 def ours_state_dict(model) -> dict[str, torch.Tensor]:
     """The weights we train and ship (float32, contiguous)."""
     sd = {
-        k: v.detach().float().contiguous().clone()
+        k: v.detach().float().cpu().contiguous().clone()
         for k, v in model.state_dict().items()
         if k.startswith(OUR_PREFIXES)
     }
-    sd.update({k: v.float().contiguous() for k, v in lora_state_dict(model).items()})
+    sd.update({k: v.float().cpu().contiguous() for k, v in lora_state_dict(model).items()})
     n_base = int(model.config.n_base_vocab)
-    sd[ADDED_ROWS_KEY] = model.get_input_embeddings().weight[n_base:].detach().float().contiguous().clone()
+    sd[ADDED_ROWS_KEY] = model.get_input_embeddings().weight[n_base:].detach().float().cpu().contiguous().clone()
     return sd
 
 

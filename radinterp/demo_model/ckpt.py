@@ -71,7 +71,7 @@ def load_checkpoint(
             if f"{k}::exp_avg" in moments:
                 optim.state[p] = {
                     "step": torch.tensor(state["optim_steps"][k]),
-                    "exp_avg": moments[f"{k}::exp_avg"].to(p.dtype),
-                    "exp_avg_sq": moments[f"{k}::exp_avg_sq"].to(p.dtype),
+                    "exp_avg": moments[f"{k}::exp_avg"].to(p.device, p.dtype),
+                    "exp_avg_sq": moments[f"{k}::exp_avg_sq"].to(p.device, p.dtype),
                 }
     return state

@@ -83,13 +83,18 @@ def run(
     progress: bool = True, stop_after_vision: bool = False, align: AlignConfig | None = None,
     balanced: LMTrainConfig | None = None, balanced_steps: int = 1000,
     realign: AlignConfig | None = None, polish: LMTrainConfig | None = None, polish_steps: int = 1000,
+    device: str = "cpu",
 ) -> Path:
     """Run (or resume) every stage; returns the folder of the trained weights.
 
     Stage 3 runs with ``balanced`` (default: :func:`default_balanced` for ``balanced_steps`` > 0,
     with an image-level ``realign`` of the projector first); an explicit ``balanced`` re-aligns
     only when ``realign`` is given too. Stage 4 runs with ``polish`` (default:
-    :func:`default_polish` of stage 3 for ``polish_steps`` > 0); it needs stage 3."""
+    :func:`default_polish` of stage 3 for ``polish_steps`` > 0); it needs stage 3.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...) is where the models train; the cached
+    pixels, targets and features stay in CPU memory and move there a batch at a time."""
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     cfg = model_cfg or DemoModelConfig()
     vision = vision or VisionTrainConfig(seed=seed)
@@ -137,7 +142,7 @@ def run(
     else:
         d = stage1_data()
         m1 = train_vision(cfg, vision, d["px_vis"], d["y_vis"], d["px_val"], d["y_val"], out / "vision",
-                          progress, patch_targets=d["dense"], patch_known=d["known"])
+                          progress, patch_targets=d["dense"], patch_known=d["known"], device=dev)
     log.info("stage 1 done in %.0f s: val mean AUROC %.3f", time.time() - t0, m1["mean_auroc"])
     if stop_after_vision:
         return out / "vision"
@@ -148,7 +153,8 @@ def run(
     model, tok = build_demo_model(cfg, seed=seed, lm_dtype=torch.bfloat16 if lm.bf16 else torch.float32)
     tower = model.model.vision_tower
     load_tower_weights(tower, out / "vision")
-    probe = load_probe(cfg, out / "vision")
+    model.to(dev)
+    probe = load_probe(cfg, out / "vision").to(dev)
     pool = min(len(train), lm.steps * lm.batch_size)
     adapter = make_adapter(model, tok, cfg)
     encoded = encode_studies(adapter, train[:pool])
@@ -239,6 +245,17 @@ def run(
     return wdir
 
 
+def resolve_device(device: str) -> torch.device:
+    """``device`` as a torch device; a CUDA device that this machine lacks is an error that says so."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"--device {device!r} is not a torch device ({e}); use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA GPU here; use --device cpu")
+    return dev
+
+
 def default_balanced(lm: LMTrainConfig, steps: int) -> LMTrainConfig:
     """Stage 3 after ``lm``: half the peak learning rates, finding-balanced batches, finding
     sentences weighted 5x."""
@@ -284,6 +301,7 @@ def main(
     polish_steps: int = typer.Option(
         1000, help="Stage-4 steps: stage 3 again with the learning rate restarted (0: skip)."),
     threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared CPU)."),
+    device: str = typer.Option("cpu", help="Where to train: cpu, cuda, cuda:1, ... (data stay in CPU memory)."),
     ship: bool = typer.Option(False, help="Copy the weights into radinterp/weights/demo."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
@@ -300,7 +318,7 @@ def main(
                                   lora_targets=tuple(t for t in lora_targets.split(",") if t)),
         align=AlignConfig(steps=align_steps, seed=seed),
         progress=progress, stop_after_vision=stop_after_vision, balanced_steps=balanced_steps,
-        polish_steps=polish_steps)
+        polish_steps=polish_steps, device=device)
 
 
 if __name__ == "__main__":

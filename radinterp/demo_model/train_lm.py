@@ -144,9 +144,10 @@ def encode_studies(adapter, studies) -> list[Encoded]:
 def vision_features(tower, pixels_NHW: torch.Tensor, batch: int = 64, progress: bool = True) -> torch.Tensor:
     """(N, n_patches, d_vis) float32 patch tokens of the frozen tower (computed in float32)."""
     tower.eval()
+    dev = next(tower.parameters()).device
     outs = []
     for i in tqdm(range(0, len(pixels_NHW), batch), desc="vision features", disable=not progress):
-        outs.append(patch_tokens(tower, as_rgb(pixels_NHW[i : i + batch])).float())
+        outs.append(patch_tokens(tower, as_rgb(pixels_NHW[i : i + batch].to(dev))).float().cpu())
     return torch.cat(outs)
 
 
@@ -269,6 +270,7 @@ def train_lm(
     if lora:
         groups.append({"params": lora, "lr": tcfg.lr_lora, "base": tcfg.lr_lora})
     tower = model.model.vision_tower
+    dev = next(tower.parameters()).device  # data stay on the CPU; batches move to the model
     if tcfg.train_tower:
         vis = {f"tower.{k}": p for k, p in tower.named_parameters()}
         vis.update({f"probe.{k}": p for k, p in aux.probe.named_parameters()})
@@ -277,7 +279,7 @@ def train_lm(
         named.update(vis)
         groups.append({"params": list(vis.values()), "lr": tcfg.lr_tower, "base": tcfg.lr_tower,
                        "weight_decay": aux.vision.weight_decay})
-        image_loss = image_loss_fn(aux.targets)
+        image_loss = image_loss_fn(aux.targets).to(dev)
     optim = torch.optim.AdamW(groups, weight_decay=0.0)
     state = load_checkpoint(out_dir / "ckpt", named, optim) or {"step": 0, "losses": []}
     step, losses = int(state["step"]), list(state["losses"])
@@ -292,11 +294,13 @@ def train_lm(
                total=tcfg.steps)
     for step in bar:
         idx = _batch_indices(step, len(encoded), tcfg.batch_size, tcfg.seed, planted, tcfg.balance)
-        ids, attn, target, weight = pad_batch([encoded[i] for i in idx], pad, tcfg.positive_weight)
+        ids, attn, target, weight = (
+            t.to(dev) for t in pad_batch([encoded[i] for i in idx], pad, tcfg.positive_weight))
         for g in optim.param_groups:
             g["lr"] = g["base"] * _lr_scale(step, tcfg)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
-            f = patch_tokens(tower, as_rgb(pixels[idx])) if tcfg.train_tower else feats[idx]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
+            f = (patch_tokens(tower, as_rgb(pixels[idx].to(dev))) if tcfg.train_tower
+                 else feats[idx].to(dev))
             loss = teacher_forced_loss(model, ids, attn, target, f, weight)
         total = loss
         if tcfg.train_tower:

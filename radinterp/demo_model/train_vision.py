@@ -93,14 +93,16 @@ def probe_loss(
     patch_known: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Stage-1 loss of one batch: max-pooled image BCE plus, with masks, per-patch BCE."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
+    dev = next(tower.parameters()).device  # batches live on the CPU; the model may not
+    pixels_NHW, targets_NF = pixels_NHW.to(dev), targets_NF.to(dev)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
         per_patch = probe.patch_logits(patch_tokens(tower, as_rgb(pixels_NHW))).float()  # (B, P, F)
     loss = image_loss(per_patch.amax(1), targets_NF)
     if patch_targets is not None:  # dense supervision from the finding masks
-        w = patch_known.unsqueeze(1).float().expand_as(per_patch)  # (B, P, F)
+        w = patch_known.to(dev).unsqueeze(1).float().expand_as(per_patch)  # (B, P, F)
         dense = nn.functional.binary_cross_entropy_with_logits(
-            per_patch, patch_targets.float(), weight=w,
-            pos_weight=torch.full((per_patch.shape[-1],), tcfg.dense_pos_weight))
+            per_patch, patch_targets.to(dev).float(), weight=w,
+            pos_weight=torch.full((per_patch.shape[-1],), tcfg.dense_pos_weight, device=dev))
         loss = loss + tcfg.dense_weight * dense
     return loss
 
@@ -132,10 +134,12 @@ def _lr(step: int, total: int, tcfg: VisionTrainConfig) -> float:
 @torch.no_grad()
 def predict(tower, probe, pixels_NHW: torch.Tensor, bf16: bool, batch: int = 128) -> torch.Tensor:
     tower.eval(), probe.eval()
+    dev = next(tower.parameters()).device
     outs = []
     for i in range(0, len(pixels_NHW), batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            outs.append(probe(patch_tokens(tower, as_rgb(pixels_NHW[i : i + batch]))).float())
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            px = as_rgb(pixels_NHW[i : i + batch].to(dev))
+            outs.append(probe(patch_tokens(tower, px)).float().cpu())
     return torch.sigmoid(torch.cat(outs))
 
 
@@ -155,8 +159,11 @@ def train_vision(
     cfg: DemoModelConfig, tcfg: VisionTrainConfig, pixels: torch.Tensor, targets: torch.Tensor,
     val_pixels: torch.Tensor, val_targets: torch.Tensor, out_dir: Path, progress: bool = True,
     patch_targets: torch.Tensor | None = None, patch_known: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict:
-    """Train (resuming from ``out_dir/ckpt``), write ``vision.safetensors`` + ``metrics.json``."""
+    """Train (resuming from ``out_dir/ckpt``), write ``vision.safetensors`` + ``metrics.json``.
+
+    The data stay on the CPU; each batch moves to ``device`` (e.g. ``"cuda"``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / VISION_FILE).exists():
         log.info("stage 1 already done: %s", out_dir / VISION_FILE)
@@ -164,6 +171,7 @@ def train_vision(
 
         return json.loads((out_dir / "metrics.json").read_text())
     tower, probe = new_tower(cfg, tcfg.seed), Probe(cfg.vision_hidden, len(cfg.findings))
+    tower.to(device), probe.to(device)
     named = {f"tower.{k}": p for k, p in tower.named_parameters()}
     named.update({f"probe.{k}": p for k, p in probe.named_parameters()})
     optim = torch.optim.AdamW(named.values(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -171,7 +179,7 @@ def train_vision(
     n = len(pixels)
     steps_per_epoch = math.ceil(n / tcfg.batch_size)
     total = steps_per_epoch * tcfg.epochs
-    loss_fn = image_loss_fn(targets)
+    loss_fn = image_loss_fn(targets).to(device)
     step = state["step"]
     for epoch in range(state["epoch"], tcfg.epochs):
         tower.train(), probe.train()
@@ -200,7 +208,7 @@ def train_vision(
                          "val_mean_auroc": val["mean_auroc"]})
     metrics = evaluate(tower, probe, val_pixels, val_targets, cfg.findings, tcfg.bf16)
     metrics.update(n_train=n, n_val=len(val_pixels), config=tcfg.to_dict())
-    save_file({k: p.detach().contiguous() for k, p in named.items()}, str(out_dir / VISION_FILE))
+    save_file({k: p.detach().cpu().contiguous() for k, p in named.items()}, str(out_dir / VISION_FILE))
     write_json_atomic(out_dir / "metrics.json", metrics)
     return metrics
 

@@ -77,3 +77,12 @@ def test_export_says_when_a_run_has_no_language_model_checkpoint_yet(tmp_path):
     (tmp_path / "lm" / "ckpt").mkdir(parents=True)  # stage 2 started, nothing saved yet
     with pytest.raises(FileNotFoundError, match="no language-model checkpoint yet"):
         export(tmp_path, tmp_path / "w")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_device_this_machine_lacks_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="no CUDA GPU here; use --device cpu"):
+        run(tmp_path, device="cuda")
+    with pytest.raises(ValueError, match="not a torch device"):
+        run(tmp_path, device="gpu0")
+    assert not any(tmp_path.iterdir())  # nothing generated, nothing trained
