@@ -14,6 +14,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from radinterp import devices
 from radinterp.sae.batchtopk import Collectives
 
 
@@ -53,11 +54,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 
 def resolve_device(device: str, info: DistInfo) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{info.local_rank}")
-        return torch.device("cpu")
-    return torch.device(device)
+    return devices.resolve_device(device, info.local_rank)
 
 
 def all_reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:

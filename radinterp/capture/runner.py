@@ -24,6 +24,7 @@ from radinterp.capture.config import CaptureConfig
 from radinterp.capture.filters import apply_filter
 from radinterp.data.sources import SourceError, image_problem, open_studies
 from radinterp.data.study import Study
+from radinterp.devices import resolve_device
 from radinterp.store import StoreWriter, make_manifest, read_manifest
 from radinterp.store.manifest import RankProgress
 from radinterp.store.format import MANIFEST_FILE, StoreError
@@ -72,14 +73,6 @@ def _maybe_init_process_group(world_size: int) -> bool:
 def _barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-
-
-def resolve_device(device: str) -> torch.device:
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
 
 
 def load_capture_adapter(cfg: CaptureConfig, device: torch.device) -> Any:

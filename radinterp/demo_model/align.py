@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from radinterp.config import BaseConfig
+from radinterp.devices import module_device
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def anchor_embeddings(embedding: nn.Embedding, tokenizer, findings: tuple[str, .
 def patch_probabilities(probe: nn.Module, feats_NPD: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """(N, P, F) sigmoid of the stage-1 probe's per-patch logits."""
     probe.eval()
-    dev = next(probe.parameters()).device
+    dev = module_device(probe)
     return torch.cat([torch.sigmoid(probe.patch_logits(feats_NPD[i : i + batch].to(dev).float())).cpu()
                       for i in range(0, len(feats_NPD), batch)])
 
@@ -120,13 +121,13 @@ def align_projector(
     gen = torch.Generator().manual_seed(acfg.seed)
     losses = []
     projector.train()
+    dev = module_device(projector)  # features and targets stay on the CPU; batches move here
     bar = tqdm(range(acfg.steps), desc="align projector", disable=not progress)
     for step in bar:
         scale = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / acfg.steps))
         for g in optim.param_groups:
             g["lr"] = acfg.lr * scale
         idx = torch.randint(len(feats_NPD), (acfg.batch_size,), generator=gen)
-        dev = params[0].device  # features and targets stay on the CPU
         loss = nn.functional.mse_loss(projector(feats_NPD[idx].to(dev).float()), targets_NPD[idx].to(dev))
         optim.zero_grad(set_to_none=True)
         loss.backward()

@@ -60,6 +60,7 @@ from radinterp.demo_model.train_vision import (
     load_tower_weights,
     train_vision,
 )
+from radinterp.devices import resolve_device
 from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
@@ -245,17 +246,6 @@ def run(
     return wdir
 
 
-def resolve_device(device: str) -> torch.device:
-    """``device`` as a torch device; a CUDA device that this machine lacks is an error that says so."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"--device {device!r} is not a torch device ({e}); use cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: torch sees no CUDA GPU here; use --device cpu")
-    return dev
-
-
 def default_balanced(lm: LMTrainConfig, steps: int) -> LMTrainConfig:
     """Stage 3 after ``lm``: half the peak learning rates, finding-balanced batches, finding
     sentences weighted 5x."""
@@ -301,7 +291,8 @@ def main(
     polish_steps: int = typer.Option(
         1000, help="Stage-4 steps: stage 3 again with the learning rate restarted (0: skip)."),
     threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared CPU)."),
-    device: str = typer.Option("cpu", help="Where to train: cpu, cuda, cuda:1, ... (data stay in CPU memory)."),
+    device: str = typer.Option(
+        "cpu", help="Where to train: cpu, cuda, cuda:1, auto (a GPU if any); data stay in CPU memory."),
     ship: bool = typer.Option(False, help="Copy the weights into radinterp/weights/demo."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:

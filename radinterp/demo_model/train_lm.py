@@ -24,6 +24,7 @@ from radinterp.demo_model.ckpt import has_checkpoint, load_checkpoint, save_chec
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import as_rgb
 from radinterp.demo_model.train_vision import VisionTrainConfig, image_loss_fn, patch_tokens, probe_loss
+from radinterp.devices import module_device
 from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def encode_studies(adapter, studies) -> list[Encoded]:
 def vision_features(tower, pixels_NHW: torch.Tensor, batch: int = 64, progress: bool = True) -> torch.Tensor:
     """(N, n_patches, d_vis) float32 patch tokens of the frozen tower (computed in float32)."""
     tower.eval()
-    dev = next(tower.parameters()).device
+    dev = module_device(tower)
     outs = []
     for i in tqdm(range(0, len(pixels_NHW), batch), desc="vision features", disable=not progress):
         outs.append(patch_tokens(tower, as_rgb(pixels_NHW[i : i + batch].to(dev))).float().cpu())
@@ -270,7 +271,7 @@ def train_lm(
     if lora:
         groups.append({"params": lora, "lr": tcfg.lr_lora, "base": tcfg.lr_lora})
     tower = model.model.vision_tower
-    dev = next(tower.parameters()).device  # data stay on the CPU; batches move to the model
+    dev = module_device(tower)  # data stay on the CPU; batches move to the model
     if tcfg.train_tower:
         vis = {f"tower.{k}": p for k, p in tower.named_parameters()}
         vis.update({f"probe.{k}": p for k, p in aux.probe.named_parameters()})

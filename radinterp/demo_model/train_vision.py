@@ -26,6 +26,7 @@ from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import as_rgb
 from radinterp.demo_model.metrics import auroc
+from radinterp.devices import module_device
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def probe_loss(
     patch_known: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Stage-1 loss of one batch: max-pooled image BCE plus, with masks, per-patch BCE."""
-    dev = next(tower.parameters()).device  # batches live on the CPU; the model may not
+    dev = module_device(tower)  # batches live on the CPU; the model may not
     pixels_NHW, targets_NF = pixels_NHW.to(dev), targets_NF.to(dev)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
         per_patch = probe.patch_logits(patch_tokens(tower, as_rgb(pixels_NHW))).float()  # (B, P, F)
@@ -134,7 +135,7 @@ def _lr(step: int, total: int, tcfg: VisionTrainConfig) -> float:
 @torch.no_grad()
 def predict(tower, probe, pixels_NHW: torch.Tensor, bf16: bool, batch: int = 128) -> torch.Tensor:
     tower.eval(), probe.eval()
-    dev = next(tower.parameters()).device
+    dev = module_device(tower)
     outs = []
     for i in range(0, len(pixels_NHW), batch):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):

@@ -57,3 +57,21 @@ def test_help_lists_exactly_the_registered_subcommands():
     for name in registered:  # every listed subcommand really runs
         sub = subprocess.run([sys.executable, "-m", "radinterp.cli", name, "--help"], capture_output=True, text=True)
         assert sub.returncode == 0, (name, sub.stderr)
+
+
+def test_resolve_device_names_auto_and_refusals(monkeypatch):
+    import torch
+
+    from radinterp.devices import module_device, resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert module_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("gpu0")
+    if torch.cuda.is_available():
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        assert resolve_device("auto") == torch.device("cuda", 0)
+    else:
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ValueError, match="no CUDA GPU here"):
+            resolve_device("cuda:1")
