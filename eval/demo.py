@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from radinterp.cli import add_command
 from radinterp.config import BaseConfig, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,6 @@ def format_summary(summary: dict) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("runs/demo"), help="Output folder (one sub-folder per stage)."),
         model: str = typer.Option("demo", help="Adapter to interpret."),
@@ -152,12 +152,10 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     ) -> None:
         """Run the pipeline end to end: phantoms, capture, SAE, report quality, finding latents."""
-        try:
-            cfg = DemoConfig(out=str(out), model=model, n_studies=n_studies, site=site,
-                             eval_studies=eval_studies, sae_passes=sae_passes, progress=progress)
-            summary = run_demo(cfg)
-        except (ValueError, KeyError, FileNotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+        cfg = DemoConfig(out=str(out), model=model, n_studies=n_studies, site=site,
+                         eval_studies=eval_studies, sae_passes=sae_passes, progress=progress)
+        summary = run_demo(cfg)
         typer.echo(format_summary(summary))
         typer.echo(f"wrote {Path(out) / 'summary.json'}")
+
+    add_command(app, "demo", demo)

@@ -24,6 +24,7 @@ from typing import Any
 
 import typer
 
+from radinterp.cli import add_command
 from radinterp.config import BaseConfig
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,6 @@ def run(cfg: NextSentenceConfig, adapter=None) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("next-sentence")
     def next_sentence(
         data: str = typer.Option(..., help="Study folder."),
         study: str = typer.Option(..., help="Study id."),
@@ -182,3 +182,5 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  ends the report: {res['ends_report']:.2f}")
         for s, c in res["top"]:
             typer.echo(f"  {c:4d}  {s}")
+
+    add_command(app, "next-sentence", next_sentence)

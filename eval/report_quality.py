@@ -23,6 +23,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
+from radinterp.cli import add_command
 from radinterp.config import BaseConfig, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval-reports")
     def eval_reports(
         model: str = typer.Option("demo", help="Adapter name or model folder."),
         data: Path = typer.Option(..., help="Phantom folder to evaluate on."),
@@ -197,3 +197,5 @@ def register(app: typer.Typer) -> None:
         result = evaluate_reports(cfg)
         typer.echo(format_table(result))
         typer.echo(f"wrote {Path(out) / RESULT_FILE}")
+
+    add_command(app, "eval-reports", eval_reports)

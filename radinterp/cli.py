@@ -7,10 +7,15 @@ imports a stage at import time and a stage that is not built has no subcommand.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 
 import typer
+
+from radinterp.errors import error_line, is_user_error
 
 app = typer.Typer(
     name="radinterp",
@@ -31,6 +36,43 @@ def _root(
     """Mechanistic interpretability for radiology multimodal LLMs."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def with_errors(fn: Callable, name: str) -> Callable:
+    """``fn`` reporting bad input as one line ``error: ... (fix: ...)`` and exit 2, no traceback.
+
+    An error class may set ``exit_code`` to be told apart (``radinterp train``: 3 for
+    non-finite activations). Anything that is not a user error keeps its traceback: a bug.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if not is_user_error(err):
+                raise
+            typer.echo(error_line(err, f"check the options: {name} --help"), err=True)
+            raise typer.Exit(getattr(err, "exit_code", 2)) from None
+
+    return wrapped
+
+
+def add_command(target: typer.Typer, name: str, fn: Callable) -> None:
+    """The one way a stage registers a subcommand: ``fn`` under ``name``, errors as one line."""
+    target.command(name)(with_errors(fn, f"radinterp {name}"))
+
+
+def run_standalone(fn: Callable) -> None:
+    """``python -m PACKAGE`` entry points (torchrun, recipes): ``fn`` as a one-command app with
+    the same error reporting as the ``radinterp`` subcommands."""
+    spec = getattr(sys.modules.get(fn.__module__), "__spec__", None)
+    prog = f"python -m {spec.name}" if spec else fn.__name__
+    standalone = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    standalone.command()(with_errors(fn, prog))
+    standalone()
 
 
 def load_commands(target: typer.Typer = app) -> list[str]:

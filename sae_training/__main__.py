@@ -4,8 +4,7 @@
 import logging
 import os
 
-import typer
-
+from radinterp.cli import run_standalone
 from sae_training.cli import train_command
 
 
@@ -13,7 +12,7 @@ def main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s")
-    typer.run(train_command)
+    run_standalone(train_command)
 
 
 if __name__ == "__main__":

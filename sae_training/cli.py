@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from radinterp.cli import add_command
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +56,7 @@ def train_command(
     from sae_training import distributed as D
     from sae_training.config import TrainConfig
     from sae_training.data import open_activation_source
-    from sae_training.trainer import NonFiniteActivationError, Trainer
+    from sae_training.trainer import Trainer
 
     try:
         cfg = TrainConfig(
@@ -67,16 +69,10 @@ def train_command(
         )
         source = open_activation_source(acts, site=site)
         sae = Trainer(cfg, source, out, overwrite=overwrite).fit()
-    except NonFiniteActivationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(3) from None
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     finally:
         D.cleanup()
     typer.echo(f"trained SAE d_in={sae.d_in} d_sae={sae.d_sae} k={sae.cfg.k} -> {out}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train_command)
+    add_command(app, "train", train_command)

@@ -44,6 +44,9 @@ TRAIN_CFG_FILE = "train_cfg.json"
 class NonFiniteActivationError(ValueError):
     """Raised when a batch holds NaN/inf and ``on_nonfinite='stop'``."""
 
+    exit_code = 3
+    """The CLI's exit code for it (bad data, told apart from bad options)."""
+
 
 @dataclasses.dataclass
 class Plan:

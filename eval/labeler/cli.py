@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from tqdm import tqdm
 
+from radinterp.cli import add_command
 from radinterp.config import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -95,15 +96,11 @@ def label(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Label reports (CheXpert 14 + device subtypes) and score against reference labels."""
-    try:
-        agr = run_label(data, out, overwrite=overwrite, progress=progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        typer.echo(f"Error: {err}", err=True)
-        raise typer.Exit(2) from None
+    agr = run_label(data, out, overwrite=overwrite, progress=progress)
     if agr:
         typer.echo(f"macro_f1={agr['macro_f1']:.4f} macro_f1_3class={agr['macro_f1_3class']:.4f}"
                    f" over {agr['n_studies']} studies with references")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("label")(label)
+    add_command(app, "label", label)

@@ -2,10 +2,9 @@
 
 import logging
 
-import typer
-
 from radinterp.capture.cli import capture_command
+from radinterp.cli import run_standalone
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    typer.run(capture_command)
+    run_standalone(capture_command)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from radinterp.cli import add_command
+
 log = logging.getLogger(__name__)
 
 
@@ -35,19 +37,14 @@ def capture_command(
     Under torchrun / accelerate launch each rank captures a disjoint slice of the studies.
     """
     from radinterp.capture import CaptureConfig, run_capture
-    from radinterp.store import StoreError
 
-    try:
-        cfg = CaptureConfig(
-            model=model, data=str(data), out=str(out), sites=list(site), data_kind=data_kind,
-            batch_size=batch_size, dtype=dtype, model_dtype=model_dtype, max_studies=max_studies,
-            token_filter=token_filter, with_report=with_report, shard_mb=shard_mb, device=device,
-            image_size=image_size, seed=seed, trust_remote_code=trust_remote_code, progress=progress,
-        )
-        res = run_capture(cfg, overwrite=overwrite)
-    except (ValueError, KeyError, StoreError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = CaptureConfig(
+        model=model, data=str(data), out=str(out), sites=list(site), data_kind=data_kind,
+        batch_size=batch_size, dtype=dtype, model_dtype=model_dtype, max_studies=max_studies,
+        token_filter=token_filter, with_report=with_report, shard_mb=shard_mb, device=device,
+        image_size=image_size, seed=seed, trust_remote_code=trust_remote_code, progress=progress,
+    )
+    res = run_capture(cfg, overwrite=overwrite)
     typer.echo(
         f"rank {res.rank}/{res.world_size}: {res.studies_captured} studies captured, "
         f"{res.studies_already_done} already done, {res.studies_skipped} skipped, "
@@ -56,4 +53,4 @@ def capture_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("capture")(capture_command)
+    add_command(app, "capture", capture_command)

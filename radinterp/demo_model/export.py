@@ -66,4 +66,6 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    from radinterp.cli import run_standalone
+
+    run_standalone(main)

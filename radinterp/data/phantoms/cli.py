@@ -7,13 +7,9 @@ from pathlib import Path
 
 import typer
 
+from radinterp.cli import add_command
+
 log = logging.getLogger(__name__)
-
-
-def _fail(err: Exception) -> None:
-    msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    typer.echo(f"Error: {msg}", err=True)
-    raise typer.Exit(2)
 
 
 def phantoms(
@@ -38,15 +34,12 @@ def phantoms(
     from radinterp.data.phantoms.config import PhantomConfig, parse_findings
     from radinterp.data.phantoms.writer import generate_phantoms
 
-    try:
-        kw = {"findings": parse_findings(findings)} if findings.strip() else {}
-        cfg = PhantomConfig(n=n, seed=seed, size=size, normal_fraction=normal_fraction,
-                            prior_fraction=prior_fraction, save_masks=not no_masks, **kw)
-        path = generate_phantoms(cfg, out, overwrite=overwrite, progress=progress)
-    except (ValueError, KeyError, FileExistsError) as err:
-        _fail(err)
+    kw = {"findings": parse_findings(findings)} if findings.strip() else {}
+    cfg = PhantomConfig(n=n, seed=seed, size=size, normal_fraction=normal_fraction,
+                        prior_fraction=prior_fraction, save_masks=not no_masks, **kw)
+    path = generate_phantoms(cfg, out, overwrite=overwrite, progress=progress)
     typer.echo(str(path))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("phantoms")(phantoms)
+    add_command(app, "phantoms", phantoms)
