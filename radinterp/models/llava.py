@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from radinterp.models.base import ADAPTERS, Adapter
-from radinterp.models.image import ImagePreprocess, load_image
+from radinterp.models.image import ImagePreprocess, load_image, to_rgb
 
 
 @ADAPTERS.register("llava")
@@ -43,6 +43,6 @@ class LlavaAdapter(Adapter):
         from radinterp.models.base import ModelInputs
 
         enc = self.encode_prompt(study, with_report=with_report, grounded=grounded)
-        images = [load_image(im).convert("RGB") for im in self.images_of(study)]
+        images = [to_rgb(load_image(im)) for im in self.images_of(study)]
         pix = self.image_processor(images=images, return_tensors="pt")["pixel_values"] if images else None
         return ModelInputs(study.study_id, torch.tensor(enc.input_ids), pix, enc.layout, enc.n_prompt, enc.text)
