@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from radinterp.models.base import ADAPTERS, Adapter
@@ -13,6 +15,10 @@ class LlavaAdapter(Adapter):
     """Generic LLaVA: the checkpoint's own image processor and chat template."""
 
     name = "llava"
+    refused_options: ClassVar[dict[str, str]] = {
+        "image_size": "the checkpoint's own image processor sets the size",
+    }
+    """Why ``load_adapter`` refuses these options (names ``load`` does not take)."""
 
     def __init__(self, model, tokenizer, image_cfg, patch_size, image_processor=None) -> None:
         self.image_token = getattr(tokenizer, "image_token", None) or "<image>"
@@ -20,7 +26,7 @@ class LlavaAdapter(Adapter):
         self.image_processor = image_processor
 
     @classmethod
-    def load(cls, path: str | None = None, *, device: str | None = None, dtype=None, **_: object) -> LlavaAdapter:
+    def load(cls, path: str | None = None, *, device: str | None = None, dtype=None) -> LlavaAdapter:
         if not path:
             raise ValueError("the llava adapter needs a checkpoint: pass a Hub id or local folder")
         from transformers import AutoProcessor, LlavaForConditionalGeneration
