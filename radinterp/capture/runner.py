@@ -76,16 +76,19 @@ def _barrier() -> None:
 
 
 def load_capture_adapter(cfg: CaptureConfig, device: torch.device) -> Any:
-    from radinterp.models import load_adapter
+    from radinterp.models import load_adapter, load_options, resolve_adapter
 
     if cfg.model_dtype is not None:
         dtype = getattr(torch, cfg.model_dtype)
     else:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    kwargs: dict[str, Any] = {"device": str(device), "dtype": dtype, "seed": cfg.seed,
-                              "trust_remote_code": cfg.trust_remote_code}
+    kwargs: dict[str, Any] = {"device": str(device), "dtype": dtype}
+    if cfg.trust_remote_code:
+        kwargs["trust_remote_code"] = True
     if cfg.image_size is not None:
         kwargs["image_size"] = cfg.image_size
+    if "seed" in load_options(resolve_adapter(cfg.model)[0]):  # only random-weight adapters
+        kwargs["seed"] = cfg.seed
     return load_adapter(cfg.model, **kwargs)
 
 

@@ -18,6 +18,9 @@ absolute; only ``study_id`` and ``frontal`` are required)::
      "masks": {}, "meta": {"subject_id": "10000032"}}
 
 ``labels`` may also be a "A|B" string (each listed finding positive); unknown keys go to meta.
+
+Image paths in every kind may name any image PIL reads (PNG, JPEG, 16-bit PNG, ...) or a DICOM
+file (``.dcm`` or a DICOM preamble; read by :mod:`radinterp.models.dicom`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from radinterp.data.study import Study
+from radinterp.models.image import load_image
 from radinterp.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -242,9 +246,8 @@ def image_problem(study: Study) -> str | None:
         if not path.is_file():
             return f"missing {f} image file {path}"
         try:
-            with Image.open(path) as im:
-                im.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            load_image(path)  # PIL formats and DICOM alike
+        except (OSError, SyntaxError, ValueError) as exc:
             return f"corrupt {f} image file {path} ({type(exc).__name__}: {exc})"
     if study.frontal is None:
         return "no frontal image (MAIRA-2-style models need a current frontal image)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -34,6 +35,11 @@ class DemoAdapter(Adapter):
 
     name = "demo"
     prompt_style = "vicuna"
+    refused_options: ClassVar[dict[str, str]] = {
+        "image_size": "its vision tower is trained at one size, the weights' cfg.json image_size "
+                      "(224 px for the shipped weights)",
+    }
+    """Why ``load_adapter`` refuses these options (names ``load`` does not take)."""
 
     @classmethod
     def load(
@@ -45,7 +51,6 @@ class DemoAdapter(Adapter):
         dtype: torch.dtype | None = None,
         seed: int = 0,
         allow_untrained: bool = True,
-        **_: object,
     ) -> DemoAdapter:
         """Load the demo model.
 

@@ -1,4 +1,9 @@
-"""MAIRA-2 image preprocessing: greyscale, min-max to 0-255, resize + centre-crop, normalise."""
+"""MAIRA-2 image preprocessing: greyscale, min-max to 0-255, resize + centre-crop, normalise.
+
+Images arrive as paths (PNG, JPEG, ... through PIL; DICOM through :mod:`radinterp.models.dicom`),
+PIL images, numpy arrays or ``pydicom`` datasets; 16-bit and float pixels keep their precision
+until :func:`to_greyscale_uint8`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from pydicom.dataset import Dataset
+
+from radinterp.models.dicom import is_dicom, read_dicom
 
 # Modes a radiograph can arrive in; anything else is a colour-space encoding we refuse.
 _HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I", "F"}
@@ -34,10 +42,16 @@ class ImagePreprocess:
             raise ValueError(f"std must be > 0, got {self.std}")
 
 
-def load_image(image: str | Path | Image.Image | np.ndarray) -> Image.Image:
-    """Open a path / array / PIL image, with errors that name the file and the fix."""
+def load_image(image: str | Path | Image.Image | np.ndarray | Dataset) -> Image.Image:
+    """Open a path / array / PIL image / pydicom dataset, with errors naming the file and the fix.
+
+    DICOM (a ``.dcm`` name or a DICOM preamble) is read by :func:`radinterp.models.dicom.read_dicom`:
+    a mode ``F`` image after the modality and VOI LUTs, MONOCHROME1 inverted.
+    """
     if isinstance(image, Image.Image):
         return image
+    if isinstance(image, Dataset):
+        return read_dicom(image)
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[-1] in (1, 3, 4):
             image = image[..., 0] if image.shape[-1] == 1 else image
@@ -50,12 +64,14 @@ def load_image(image: str | Path | Image.Image | np.ndarray) -> Image.Image:
     path = Path(image)
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path} (check the study's image path)")
+    if is_dicom(path):
+        return read_dicom(path)
     try:
         with Image.open(path) as im:
             im.load()
             return im
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}; re-export it as PNG or JPEG") from exc
+        raise ValueError(f"cannot read image {path}: {exc}; re-export it as PNG, JPEG or DICOM") from exc
 
 
 def to_greyscale_uint8(image: Image.Image) -> Image.Image:
@@ -72,6 +88,13 @@ def to_greyscale_uint8(image: Image.Image) -> Image.Image:
     lo, hi = float(arr.min()), float(arr.max())
     arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
     return Image.fromarray(arr.astype(np.uint8))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB for processors that take RGB; 16-bit / float images are min-max rescaled first."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        image = to_greyscale_uint8(image)
+    return image.convert("RGB")
 
 
 def resize_centre_crop(image: Image.Image, size: int) -> Image.Image:

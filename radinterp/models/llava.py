@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from radinterp.models.base import ADAPTERS, Adapter
-from radinterp.models.image import ImagePreprocess, load_image
+from radinterp.models.image import ImagePreprocess, load_image, to_rgb
 
 
 @ADAPTERS.register("llava")
@@ -13,6 +15,10 @@ class LlavaAdapter(Adapter):
     """Generic LLaVA: the checkpoint's own image processor and chat template."""
 
     name = "llava"
+    refused_options: ClassVar[dict[str, str]] = {
+        "image_size": "the checkpoint's own image processor sets the size",
+    }
+    """Why ``load_adapter`` refuses these options (names ``load`` does not take)."""
 
     def __init__(self, model, tokenizer, image_cfg, patch_size, image_processor=None) -> None:
         self.image_token = getattr(tokenizer, "image_token", None) or "<image>"
@@ -20,7 +26,7 @@ class LlavaAdapter(Adapter):
         self.image_processor = image_processor
 
     @classmethod
-    def load(cls, path: str | None = None, *, device: str | None = None, dtype=None, **_: object) -> LlavaAdapter:
+    def load(cls, path: str | None = None, *, device: str | None = None, dtype=None) -> LlavaAdapter:
         if not path:
             raise ValueError("the llava adapter needs a checkpoint: pass a Hub id or local folder")
         from transformers import AutoProcessor, LlavaForConditionalGeneration
@@ -43,6 +49,6 @@ class LlavaAdapter(Adapter):
         from radinterp.models.base import ModelInputs
 
         enc = self.encode_prompt(study, with_report=with_report, grounded=grounded)
-        images = [load_image(im).convert("RGB") for im in self.images_of(study)]
+        images = [to_rgb(load_image(im)) for im in self.images_of(study)]
         pix = self.image_processor(images=images, return_tensors="pt")["pixel_values"] if images else None
         return ModelInputs(study.study_id, torch.tensor(enc.input_ids), pix, enc.layout, enc.n_prompt, enc.text)

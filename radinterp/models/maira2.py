@@ -66,7 +66,6 @@ class Maira2Adapter(Adapter):
         device: str | None = None,
         dtype: torch.dtype | None = None,
         image_size: int = 518,
-        **_: object,
     ) -> Maira2Adapter:
         path = path or MAIRA2_HUB_ID
         local = _read_local_config(path)
@@ -126,7 +125,6 @@ class TinyAdapter(Maira2Adapter):
         text_layers: int = 4,
         device: str | None = None,
         dtype: torch.dtype | None = None,
-        **_: object,
     ) -> TinyAdapter:
         if path:
             return super().load(path, image_size=image_size, device=device, dtype=dtype)  # type: ignore[return-value]
