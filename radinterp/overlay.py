@@ -82,7 +82,8 @@ def overlay_image(
     grey = np.asarray(to_greyscale_uint8(load_image(image)), dtype=np.float64)  # (H, W)
     if grey.shape != (geometry.height, geometry.width):
         raise ValueError(f"image is {grey.shape[1]}x{grey.shape[0]} but the geometry was built "
-                         f"for {geometry.width}x{geometry.height}; use PatchGeometry.of(image, ...)")
+                         f"for {geometry.width}x{geometry.height}; build it with "
+                         "PatchGeometry.of(image, ...)")
     heat = np.asarray(heat, dtype=np.float64)
     on_pixels = heatmap_on_pixels(heat, geometry)  # (H, W), checks the grid shape
     lo = min(0.0, float(heat.min())) if vmin is None else vmin

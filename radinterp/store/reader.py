@@ -173,7 +173,7 @@ class Store:
         return out
 
     def _shard_meta(self, i: int, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
-        """Metadata of shard ``i``'s local rows [lo, hi) (all rows by default), one read per column."""
+        """Metadata of shard ``i``'s local rows [lo, hi) (default all), one read per column."""
         ref = self.shards[i]
         hi = ref.rows if hi is None else hi
         f = self._shard(ref)

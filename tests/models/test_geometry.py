@@ -220,7 +220,8 @@ def test_demo_patch_targets_unchanged_by_the_move(tmp_path):
         y, x = rng.integers(0, h - 40), rng.integers(0, w - 40)
         m[y : y + rng.integers(3, 40), x : x + rng.integers(3, 40)] = 255
         Image.fromarray(m).save(tmp_path / f"m{i}.png")
-        studies.append(Study(f"s{i}", frontal=Image.fromarray(m), masks={"nodule": str(tmp_path / f"m{i}.png")},
+        studies.append(Study(f"s{i}", frontal=Image.fromarray(m),
+                             masks={"nodule": str(tmp_path / f"m{i}.png")},
                              meta={"findings": {"nodule": {}}}))
         masks.append(m)
     targets, known = cache_patch_targets(studies, ("nodule",), ImagePreprocess(size=size), patch,

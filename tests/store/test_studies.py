@@ -135,8 +135,10 @@ def test_open_studies_from_the_manifest_and_after_a_move(tmp_path):
     store = open_store(tmp_path / "acts")
     studies = store.open_studies()
     assert [s.study_id for s in studies] == store.studies() == ids
-    assert studies[2].report == "Report s0002." and studies[2].frontal == str(data.parent / "img/s0002.png")
-    assert [s.study_id for s in store.open_studies(study_ids=["s0004", "s0001"])] == ["s0004", "s0001"]
+    assert studies[2].report == "Report s0002."
+    assert studies[2].frontal == str(data.parent / "img" / "s0002.png")
+    picked = store.open_studies(study_ids=["s0004", "s0001"])
+    assert [s.study_id for s in picked] == ["s0004", "s0001"]
     shutil.move(tmp_path / "data", tmp_path / "moved")
     with pytest.raises(StoreError, match=r"does not exist .*store.open_studies\(data=NEW_PATH\)"):
         store.open_studies()
