@@ -232,8 +232,7 @@ class Store:
         """Activations of one study's rows at ``site``: float32 (n_rows, d_model)."""
         self._check_site(site)
         acts = self._study_read(site, study_id, token_kinds)[1]
-        assert acts is not None
-        return acts
+        return acts if acts is not None else torch.empty(0, self.d_model)
 
     def _study_read(
         self, site: str | None, study_id: str, token_kinds: KindsArg
@@ -253,14 +252,15 @@ class Store:
 
     def iter_studies(
         self, site: str, study_ids: Sequence[str] | None = None, *, token_kinds: KindsArg = None,
-        max_rows: int = 65536,
+        max_rows: int | None = None,
     ) -> Iterator[tuple[str, dict[str, np.ndarray], torch.Tensor]]:
         """Yield (study_id, metadata, acts (n, d_model) float32) per study, in row order.
 
         ``study_ids`` picks studies (default: all); studies without rows (after the
         ``token_kinds`` filter) are not yielded. Neighbouring studies of a shard are read
-        together, one read per column for up to ``max_rows`` rows, so walking the whole store
-        reads each shard once (when it holds at most ``max_rows`` rows).
+        together, one read per column for up to ``max_rows`` rows (default: 256 MiB of float32
+        activations, 16,384 rows at d_model 4096), cut at study boundaries; walking the whole
+        store reads each shard once when it holds at most ``max_rows`` rows.
         """
         self._check_site(site)
         kinds = resolve_kinds(token_kinds)
@@ -269,6 +269,7 @@ class Store:
             study_ids = list(study_ids)
             check_study_ids(self, index, study_ids)
         key = acts_key(site)
+        max_rows = max_rows or max(1, (256 << 20) // (4 * self.d_model))
         for i, lo, hi, members in plan_study_reads(index, study_ids, max_rows):
             meta = self._shard_meta(i, lo, hi)
             acts = self._shard(self.shards[i]).read_torch(key, lo, hi).float()  # (hi - lo, d_model)
@@ -282,9 +283,8 @@ class Store:
         self, data: str | Path | None = None, kind: str | None = None,
         study_ids: Sequence[str] | None = None,
     ) -> list[Study]:
-        """The ``Study`` records this store was captured from (all captured ones, or
-        ``study_ids``), in row order. ``data`` overrides the data path in the manifest (when
-        the folder moved); ``kind`` the recorded source kind."""
+        """The ``Study`` records the store was captured from (or ``study_ids``), in row order;
+        ``data`` / ``kind`` override the manifest's data path (if it moved) and source kind."""
         return reopen_studies(self, data=data, kind=kind,
                               study_ids=None if study_ids is None else list(study_ids))
 
