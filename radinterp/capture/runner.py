@@ -22,7 +22,7 @@ import torch
 
 from radinterp.capture.config import CaptureConfig
 from radinterp.capture.filters import apply_filter
-from radinterp.data.sources import SourceError, image_problem, open_studies
+from radinterp.data.sources import SourceError, detect_source, image_problem, open_studies
 from radinterp.data.study import Study
 from radinterp.devices import resolve_device
 from radinterp.store import StoreWriter, make_manifest, read_manifest
@@ -175,6 +175,7 @@ def _run(cfg: CaptureConfig, adapter: Any, rank: int, world_size: int, overwrite
         model=cfg.model, sites=cfg.sites, dtype=cfg.dtype, d_model=d_model,
         token_filter=cfg.token_filter, world_size=world_size, shard_bytes=cfg.shard_bytes,
         config={**cfg.to_dict(), "adapter": adapter.describe()},
+        data=str(Path(cfg.data).resolve()), data_kind=cfg.data_kind or detect_source(cfg.data),
     )
     if rank != 0:
         _barrier()  # rank 0 creates the manifest first

@@ -72,14 +72,15 @@ def cache_patch_targets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-patch targets from the phantoms' finding masks.
 
-    Returns ``targets`` (N, P, F) uint8 -- 1 where the finding's mask touches the patch after
-    the image's own resize + centre-crop -- and ``known`` (N, F) bool: False where a planted
-    finding has no mask (its patch targets are unknown and carry no loss).
+    Returns ``targets`` (N, P, F) uint8 -- 1 where the finding's mask (pixels > 64) covers any
+    of the patch, put on the grid through the image's resize + centre-crop
+    (``radinterp.models.geometry``) -- and ``known`` (N, F) bool: False where a planted finding
+    has no mask (its patch targets are unknown and carry no loss).
     """
     import numpy as np
     from PIL import Image
 
-    from radinterp.models.image import resize_centre_crop
+    from radinterp.models.geometry import mask_patch_fraction
 
     side = cfg.size // patch_size
     targets = torch.zeros(len(studies), side * side, len(findings), dtype=torch.uint8)
@@ -94,7 +95,7 @@ def cache_patch_targets(
                 known[i, j] = False
                 continue
             with Image.open(path) as im:
-                m = np.asarray(resize_centre_crop(im.convert("L"), cfg.size), dtype=np.float32)
-            blocks = m.reshape(side, patch_size, side, patch_size).max(axis=(1, 3))  # (side, side)
-            targets[i, :, j] = torch.from_numpy((blocks > 64).reshape(-1).astype(np.uint8))
+                m = np.asarray(im.convert("L")) > 64  # (H, W) bool, on the original image
+            share = mask_patch_fraction(m, cfg.size, patch_size)  # (side, side)
+            targets[i, :, j] = torch.from_numpy((share > 0).reshape(-1).astype(np.uint8))
     return targets, known

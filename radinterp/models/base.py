@@ -110,6 +110,18 @@ class Adapter(ABC):
     def n_image_tokens(self) -> int:
         return self.n_patches_side**2
 
+    def patch_geometry(self, image):
+        """``PatchGeometry`` of ``image`` (path, PIL, (H, W) array or (W, H) size) for this
+        adapter: patch (row, col) <-> box in the original pixels, masks -> patch fractions."""
+        from radinterp.models.geometry import PatchGeometry
+
+        if getattr(self, "image_processor", None) is not None:
+            raise ValueError(f"{self.name} preprocesses with its checkpoint's own image processor, "
+                             "whose resize / crop PatchGeometry does not model; build "
+                             "PatchGeometry(width, height, size, patch_size) only for "
+                             "MAIRA-2-style preprocessing (radinterp.models.image)")
+        return PatchGeometry.of(image, self.image_cfg.size, self.patch_size)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

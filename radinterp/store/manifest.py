@@ -41,8 +41,12 @@ def make_manifest(
     world_size: int = 1,
     shard_bytes: int = 256 << 20,
     config: dict[str, Any] | None = None,
+    data: str | None = None,
+    data_kind: str | None = None,
 ) -> dict[str, Any]:
-    """Build a manifest dict, validating every field."""
+    """Build a manifest dict, validating every field. ``data`` (an absolute path) and
+    ``data_kind`` (a ``SOURCES`` name) record where the studies came from, so that
+    ``Store.open_studies`` can reopen them."""
     if not sites:
         raise StoreError("a store needs at least one site, e.g. lm.blocks.15.resid_post")
     if len(set(sites)) != len(sites):
@@ -66,6 +70,7 @@ def make_manifest(
         "world_size": int(world_size),
         "shard_bytes": int(shard_bytes),
         "config": config or {},
+        "data": {"path": data, "kind": data_kind},
     }
 
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,16 @@ import torch
 from radinterp.store.format import META_COLUMNS, ShardFile, StoreError, acts_key, sha256_file
 from radinterp.store.manifest import RankProgress, read_manifest
 from radinterp.store.shuffle import sequential_batches, shuffle_batches
+from radinterp.store.studies import (
+    StudySpan,
+    build_study_index,
+    check_study_ids,
+    plan_study_reads,
+    reopen_studies,
+)
+
+if TYPE_CHECKING:
+    from radinterp.data.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,7 @@ class Store:
         self.shards: list[ShardRef] = shards
         self._offsets = np.array([s.row_offset for s in shards] + [offset], dtype=np.int64)
         self._open: OrderedDict[str, ShardFile] = OrderedDict()
+        self._study_index: dict[str, StudySpan | None] | None = None
 
     # ------------------------------------------------------------------ summary
     @property
@@ -161,13 +172,15 @@ class Store:
                 out[c][sel] = m[c][local]
         return out
 
-    def _shard_meta(self, i: int) -> dict[str, np.ndarray]:
+    def _shard_meta(self, i: int, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
+        """Metadata of shard ``i``'s local rows [lo, hi) (default all), one read per column."""
         ref = self.shards[i]
+        hi = ref.rows if hi is None else hi
         f = self._shard(ref)
-        m = {c: f.read_numpy(c) for c in META_COLUMNS}
+        m = {c: f.read_numpy(c, lo, hi) for c in META_COLUMNS}
         ids = np.array(f.study_ids, dtype=object)
         m["study_id"] = ids[m["study_index"]] if len(ids) else np.empty(0, dtype=object)
-        m["row"] = np.arange(ref.row_offset, ref.row_offset + ref.rows, dtype=np.int64)
+        m["row"] = np.arange(ref.row_offset + lo, ref.row_offset + hi, dtype=np.int64)
         return m
 
     def get_rows(self, site: str, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
@@ -202,6 +215,78 @@ class Store:
                     keep = np.isin(m["kind"], kinds)
                     acts, m = acts[torch.from_numpy(keep)], {c: v[keep] for c, v in m.items()}
                 yield acts, m
+
+    # ------------------------------------------------------------------ per study
+    def study_index(self) -> dict[str, StudySpan | None]:
+        """Study id -> ``StudySpan`` (shard, local rows) of every captured study in row order,
+        None for a study with no kept rows. Built once, on first use (one read per shard)."""
+        if self._study_index is None:
+            self._study_index = build_study_index(self)
+        return self._study_index
+
+    def study_rows(self, study_id: str, token_kinds: KindsArg = None) -> dict[str, np.ndarray]:
+        """Metadata (as ``metadata()``: columns + ``study_id``, ``row``) of one study's rows."""
+        return self._study_read(None, study_id, token_kinds)[0]
+
+    def study_acts(self, site: str, study_id: str, token_kinds: KindsArg = None) -> torch.Tensor:
+        """Activations of one study's rows at ``site``: float32 (n_rows, d_model)."""
+        self._check_site(site)
+        acts = self._study_read(site, study_id, token_kinds)[1]
+        return acts if acts is not None else torch.empty(0, self.d_model)
+
+    def _study_read(
+        self, site: str | None, study_id: str, token_kinds: KindsArg
+    ) -> tuple[dict[str, np.ndarray], torch.Tensor | None]:
+        index = self.study_index()
+        check_study_ids(self, index, [study_id])
+        span, kinds = index[study_id], resolve_kinds(token_kinds)
+        if span is None:  # captured, but the token filter kept none of its positions
+            empty = _concat_meta([])
+            return empty, torch.empty(0, self.d_model) if site is not None else None
+        meta = self._shard_meta(span.shard, span.start, span.stop)
+        acts = None
+        if site is not None:
+            f = self._shard(self.shards[span.shard])
+            acts = f.read_torch(acts_key(site), span.start, span.stop).float()  # (n, d_model)
+        return _keep_kinds(meta, acts, kinds)
+
+    def iter_studies(
+        self, site: str, study_ids: Sequence[str] | None = None, *, token_kinds: KindsArg = None,
+        max_rows: int | None = None,
+    ) -> Iterator[tuple[str, dict[str, np.ndarray], torch.Tensor]]:
+        """Yield (study_id, metadata, acts (n, d_model) float32) per study, in row order.
+
+        ``study_ids`` picks studies (default: all); studies without rows (after the
+        ``token_kinds`` filter) are not yielded. Neighbouring studies of a shard are read
+        together, one read per column for up to ``max_rows`` rows (default: 256 MiB of float32
+        activations, 16,384 rows at d_model 4096), cut at study boundaries; walking the whole
+        store reads each shard once when it holds at most ``max_rows`` rows.
+        """
+        self._check_site(site)
+        kinds = resolve_kinds(token_kinds)
+        index = self.study_index()
+        if study_ids is not None:
+            study_ids = list(study_ids)
+            check_study_ids(self, index, study_ids)
+        key = acts_key(site)
+        max_rows = max_rows or max(1, (256 << 20) // (4 * self.d_model))
+        for i, lo, hi, members in plan_study_reads(index, study_ids, max_rows):
+            meta = self._shard_meta(i, lo, hi)
+            acts = self._shard(self.shards[i]).read_torch(key, lo, hi).float()  # (hi - lo, d_model)
+            for sid, span in members:
+                a, b = span.start - lo, span.stop - lo
+                m, x = _keep_kinds({c: v[a:b] for c, v in meta.items()}, acts[a:b], kinds)
+                if x is not None and x.shape[0]:
+                    yield sid, m, x
+
+    def open_studies(
+        self, data: str | Path | None = None, kind: str | None = None,
+        study_ids: Sequence[str] | None = None,
+    ) -> list[Study]:
+        """The ``Study`` records the store was captured from (or ``study_ids``), in row order;
+        ``data`` / ``kind`` override the manifest's data path (if it moved) and source kind."""
+        return reopen_studies(self, data=data, kind=kind,
+                              study_ids=None if study_ids is None else list(study_ids))
 
     # ------------------------------------------------------------------ training stream
     def reader(
@@ -290,6 +375,16 @@ class Store:
         m = self.manifest
         return (f"Store({str(self.root)!r}, model={m['model']!r}, sites={m['sites']}, "
                 f"rows={self.num_tokens()}, shards={len(self.shards)}, complete={self.complete})")
+
+
+def _keep_kinds(
+    meta: dict[str, np.ndarray], acts: torch.Tensor | None, kinds: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], torch.Tensor | None]:
+    if kinds is None:
+        return meta, acts
+    keep = np.isin(meta["kind"], kinds)
+    return ({c: v[keep] for c, v in meta.items()},
+            None if acts is None else acts[torch.from_numpy(keep)])
 
 
 def _concat_meta(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
