@@ -67,8 +67,9 @@ def with_hint(score: np.ndarray, hint: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from radinterp.demo_model.data import finding_label, load_studies
-    from radinterp.demo_model.metrics import auroc, best_f1_threshold, f1_score
+    from radinterp.data.phantoms import finding_label
+    from radinterp.demo_model.data import load_studies
+    from radinterp.metrics import auroc, best_f1_threshold, f1_score, mean_defined
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="Training run folder (python -m radinterp.demo_model.train --out).")
@@ -100,11 +101,11 @@ def main() -> None:
     print(f"tower + probe: {src}; thresholds from {args.val} ({len(yv)}), scored on {args.test} ({len(yt)})")
     print("| finding | n true | n hinted | probe AUROC | probe F1 (val threshold) | probe + hint F1 "
           "| report F1 |\n|---|---|---|---|---|---|---|")
-    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    fmt = lambda x: "-" if x is None or np.isnan(x) else f"{x:.2f}"  # noqa: E731
     for f, r in rows.items():
-        print(f"| {f} | {r['n_true']} | {r['n_hinted']} | {r['probe_auroc']:.2f} | {r['probe_f1']:.2f} "
-              f"| {r['hint_f1']:.2f} | {fmt(r['report_f1'])} |")
-    macro = {k: float(np.mean([r[k] for r in rows.values()]))
+        print(f"| {f} | {r['n_true']} | {r['n_hinted']} | {fmt(r['probe_auroc'])} | {fmt(r['probe_f1'])} "
+              f"| {fmt(r['hint_f1'])} | {fmt(r['report_f1'])} |")
+    macro = {k: mean_defined(r[k] for r in rows.values())
              for k in ("probe_f1", "probe_f1_val", "hint_f1", "hint_f1_val")}
     rep = [r["report_f1"] for r in rows.values() if r["report_f1"] is not None]
     macro["report_f1"] = float(np.mean(rep)) if len(rep) == len(rows) else None

@@ -71,13 +71,14 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if args.quality:
         from eval.report_quality import format_table
+        from radinterp.labels import is_positive
 
         q = json.loads(args.quality.read_text())
         print(f"\nReport quality on {q['n_studies']} held-out phantoms ({args.quality}):\n")
         print(format_table(q))
         print("\nHeld-out samples (generated | true):")
         trained = set(q["per_finding"])
-        abnormal = [r for r in q["reports"] if any(r["true_labels"].get(f) in (1, -1) for f in trained)]
+        abnormal = [r for r in q["reports"] if any(is_positive(r["true_labels"], f) for f in trained)]
         normal = [r for r in q["reports"] if r not in abnormal]
         for r in abnormal[: max(1, args.samples - 1)] + normal[:1]:
             print(f"\n[{r['study_id']}]\n  generated: {r['generated']}\n  true:      {r['reference']}")

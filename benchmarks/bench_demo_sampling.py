@@ -4,7 +4,7 @@
         --samples 10 --quality OUT/report_quality.json --json sampling.json
 
 Samples ``--samples`` whole reports per study (temperature 1, seed = the study's index) and
-labels each with ``eval.labeler``: the share of samples stating a finding is the model's own
+labels each with ``radinterp.labels``: the share of samples stating a finding is the model's own
 probability of reporting it. Per finding it prints, on the held-out studies: that share's
 AUROC, the F1 of a majority vote over the samples, the F1 of the share thresholded where F1
 is best on the validation studies, and the greedy reports' F1 (``radinterp eval-reports``'
@@ -29,8 +29,7 @@ def sample_shares(adapter, studies, findings: list[str], k: int, max_new_tokens:
     """(studies, findings): share of ``k`` sampled reports that state each finding."""
     from tqdm import tqdm
 
-    from eval.labeler import label_report
-    from eval.report_quality import is_positive
+    from radinterp.labels import is_positive, label_report
 
     out = np.zeros((len(studies), len(findings)))
     for i, s in enumerate(tqdm(studies, desc="sample", unit="study")):
@@ -43,7 +42,7 @@ def sample_shares(adapter, studies, findings: list[str], k: int, max_new_tokens:
 
 
 def planted(studies, findings: list[str]) -> np.ndarray:
-    from eval.report_quality import is_positive
+    from radinterp.labels import is_positive
 
     return np.array([[is_positive(s.labels, f) for f in findings] for s in studies], dtype=bool)
 
@@ -51,7 +50,7 @@ def planted(studies, findings: list[str]) -> np.ndarray:
 def main() -> None:
     from eval.report_quality import default_findings
     from radinterp.data.phantoms.writer import load_phantom_studies
-    from radinterp.demo_model.metrics import auroc, best_f1_threshold, f1_score
+    from radinterp.metrics import auroc, best_f1_threshold, f1_score, mean_defined
     from radinterp.models import load_adapter
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,9 +87,9 @@ def main() -> None:
           f"scored on {len(test)} studies of {args.test}")
     print("| finding | n true | share AUROC | majority F1 | fitted-threshold F1 | greedy F1 |\n|---|---|---|---|---|---|")
     for f, r in rows.items():
-        print(f"| {f} | {r['n_true']} | {fmt(r['share_auroc'])} | {r['majority_f1']:.2f} | "
-              f"{r['fitted_f1']:.2f} | {fmt(r['greedy_f1'])} |")
-    macro = {k: float(np.nanmean([r[k] for r in rows.values()])) for k in ("majority_f1", "fitted_f1")}
+        print(f"| {f} | {r['n_true']} | {fmt(r['share_auroc'])} | {fmt(r['majority_f1'])} | "
+              f"{fmt(r['fitted_f1'])} | {fmt(r['greedy_f1'])} |")
+    macro = {k: mean_defined(r[k] for r in rows.values()) for k in ("majority_f1", "fitted_f1")}
     g = [r["greedy_f1"] for r in rows.values() if r["greedy_f1"] is not None]
     macro["greedy_f1"] = float(np.mean(g)) if len(g) == len(rows) else None
     print(f"| **macro** | | | **{macro['majority_f1']:.3f}** | **{macro['fitted_f1']:.3f}** | "

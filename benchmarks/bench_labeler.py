@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from eval.labeler import Labeler, agreement
 from radinterp.data.phantoms import PhantomConfig
 from radinterp.data.phantoms.writer import study_record
+from radinterp.labels import Labeler, agreement
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "eval"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "labels"))
 
 
 def main() -> None:

@@ -61,6 +61,7 @@ class DemoConfig(BaseConfig):
 
 def run_demo(cfg: DemoConfig) -> dict:
     from eval.feature_finding import best_latents, study_latent_max
+    from radinterp.labels import positive_labels
     from radinterp.capture.config import CaptureConfig
     from radinterp.capture.runner import run_capture
     from radinterp.data.phantoms import PhantomConfig, generate_phantoms, load_phantom_studies
@@ -107,7 +108,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     log.info("stage 5/5: latents that find planted findings")
     labels = {s.study_id: s.labels for s in studies}
-    findings = sorted({k for s in studies for k, v in s.labels.items() if v in (1, -1)})
+    findings = sorted({k for s in studies for k in positive_labels(s.labels)})
     found = {}
     # image positions only: what the model encodes from pixels; all positions also sees the
     # teacher-forced reference report, whose words name the findings

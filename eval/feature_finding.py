@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
+
+from radinterp.labels import is_positive
+from radinterp.metrics import auroc_columns
 
 
 def study_latent_max(store, site: str, sae, token_kinds=None, chunk_rows: int = 4096):
@@ -34,16 +36,6 @@ def study_latent_max(store, site: str, sae, token_kinds=None, chunk_rows: int = 
     return list(index), scores
 
 
-def auroc_columns(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """AUROC of every column of ``scores`` (n, m) against binary ``labels`` (n,); ties averaged."""
-    pos = labels.astype(bool)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return np.full(scores.shape[1], np.nan)
-    ranks = rankdata(scores, axis=0)  # (n, m)
-    return (ranks[pos].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
 @dataclass
 class FindingLatent:
     finding: str
@@ -57,7 +49,7 @@ def best_latents(study_ids: list[str], scores: np.ndarray, labels: dict[str, dic
     """For each finding, the latent whose study score best separates positive studies."""
     out = []
     for name in findings:
-        y = np.array([labels.get(s, {}).get(name) in (1, -1) for s in study_ids])
+        y = np.array([is_positive(labels.get(s, {}), name) for s in study_ids], dtype=bool)
         auc = auroc_columns(scores, y)
         if np.all(np.isnan(auc)):
             continue

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ import typer
 
 from radinterp.cli import add_command
 from radinterp.config import BaseConfig
+from radinterp.labels import is_positive, label_report, positive_labels, sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ CHUNK = 50
 """Samples per generate call: bounds the key/value cache (it grows with samples x length)."""
 END = "<end>"
 """What a sample is recorded as when the model ends the report instead of writing a sentence."""
-_SENTENCE_END = re.compile(r"(?<=\.)\s+")
 
 
 @dataclass
@@ -79,8 +78,8 @@ class NextSentenceConfig(BaseConfig):
 
 def first_sentence(text: str) -> str:
     """The first sentence of a sampled continuation (``END`` when there is none)."""
-    text = text.strip()
-    return _SENTENCE_END.split(text, maxsplit=1)[0] if text else END
+    spans = sentence_spans(text)
+    return text[spans[0][0] : spans[0][1]] if spans else END
 
 
 def answer_inputs(adapter, study, prefix: str):
@@ -121,11 +120,8 @@ def sample_next_sentences(adapter, study, prefix: str, n: int, *, temperature: f
 def summarize(sentences: list[str], findings: list[str] | None = None, top: int = 10) -> dict[str, Any]:
     """Share of samples stating each finding (label 1 or -1, as eval-reports counts), and the
     commonest sentences."""
-    from eval.labeler import label_report
-    from eval.report_quality import is_positive
-
     labels = [label_report(s) if s != END else {} for s in sentences]
-    names = findings or sorted({k for lab in labels for k in lab if is_positive(lab, k)} - {"No Finding"})
+    names = findings or sorted({k for lab in labels for k in positive_labels(lab)} - {"No Finding"})
     n = len(sentences)
     return {
         "n": n,

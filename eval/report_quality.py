@@ -25,6 +25,8 @@ from tqdm import tqdm
 
 from radinterp.cli import add_command
 from radinterp.config import BaseConfig, write_json_atomic
+from radinterp.labels import agreement, is_positive, label_report
+from radinterp.metrics import confusion_counts, mean_defined, precision_recall_f1
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,11 @@ REPORTS_FILE = "reports.jsonl"
 
 
 def default_findings() -> list[str]:
-    """Report labels of the phantom findings the demo model was trained on."""
-    from radinterp.demo_model.config import DEMO_FINDINGS
-    from radinterp.demo_model.data import finding_label
+    """Report labels of every phantom finding (the demo model is trained on all of them)."""
+    from radinterp.data.phantoms.config import FINDING_ORDER
+    from radinterp.data.phantoms.findings import finding_label
 
-    return [finding_label(f) for f in DEMO_FINDINGS]
+    return [finding_label(f) for f in FINDING_ORDER]
 
 
 @dataclass
@@ -76,30 +78,23 @@ class ReportQualityConfig(BaseConfig):
             raise ValueError("findings must name at least one label, e.g. Cardiomegaly")
 
 
-def is_positive(labels: dict[str, int], name: str) -> bool:
-    """The scoring policy: a label of 1 or -1 (hedged) states the finding; absent or 0 does not."""
-    return labels.get(name) in (1, -1)
-
-
 def score_labels(
     pred: list[dict[str, int]], true: list[dict[str, int]], findings: list[str]
 ) -> dict[str, Any]:
-    """Per-finding precision / recall / F1 (positive = 1 or -1) and their macro average."""
+    """Per-finding precision / recall / F1 (positive = 1 or -1) and their macro average; a
+    metric that is undefined on these studies is None (:mod:`radinterp.metrics`) and left out
+    of the average."""
     if len(pred) != len(true):
         raise ValueError(f"{len(pred)} predictions for {len(true)} references; align them by study")
     per: dict[str, dict[str, Any]] = {}
     for name in findings:
         y = np.array([is_positive(t, name) for t in true], dtype=bool)
         p = np.array([is_positive(q, name) for q in pred], dtype=bool)
-        tp, fp, fn = int((y & p).sum()), int((~y & p).sum()), int((y & ~p).sum())
-        prec = tp / (tp + fp) if tp + fp else None
-        rec = tp / (tp + fn) if tp + fn else None
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+        prec, rec, f1 = precision_recall_f1(*confusion_counts(y, p))
         per[name] = {"f1": f1, "precision": prec, "recall": rec, "n_true": int(y.sum()),
                      "n_pred": int(p.sum()), "accuracy": float((y == p).mean()) if len(y) else None}
     scored = [v["f1"] for v in per.values() if v["f1"] is not None]
-    return {"macro_f1": float(np.mean(scored)) if scored else None, "per_finding": per,
-            "n_findings_scored": len(scored)}
+    return {"macro_f1": mean_defined(scored), "per_finding": per, "n_findings_scored": len(scored)}
 
 
 def _max_new_tokens(tokenizer, studies) -> int:
@@ -118,7 +113,6 @@ def evaluate_reports(cfg: ReportQualityConfig, adapter=None) -> dict[str, Any]:
     """Generate, label, score; write the result files; returns the result dict."""
     import torch
 
-    from eval.labeler import agreement, label_report
     from radinterp.data.phantoms.writer import load_phantom_studies
     from radinterp.models import load_adapter
 

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def read_report_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records ``{study_id, report, labels?}`` from a JSONL file or a phantom studies folder;
     malformed lines raise with their line number."""
-    from eval.labeler import ALL_LABELS
+    from radinterp.labels import ALL_LABELS
 
     src = path / "studies.jsonl" if path.is_dir() else path
     if not src.exists():
@@ -59,7 +59,7 @@ def read_report_jsonl(path: Path) -> list[dict[str, Any]]:
 def run_label(data: Path, out: Path, overwrite: bool = False, progress: bool = True) -> dict:
     """Label every report in ``data``; write ``labels.jsonl`` (+ ``agreement.json`` when
     references exist) under ``out``. Returns the agreement (or {})."""
-    from eval.labeler import Labeler, agreement
+    from radinterp.labels import Labeler, agreement
 
     recs = read_report_jsonl(data)
     labels_path = out / "labels.jsonl"

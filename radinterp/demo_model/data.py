@@ -13,24 +13,6 @@ from radinterp.models.image import ImagePreprocess, preprocess_image
 
 log = logging.getLogger(__name__)
 
-_DEVICE_LABELS = {
-    "central_venous_catheter": "Central Venous Catheter",
-    "endotracheal_tube": "Endotracheal Tube",
-    "nasogastric_tube": "Nasogastric Tube",
-    "pacemaker": "Pacemaker",
-    "sternotomy_wires": "Sternotomy Wires",
-}
-
-
-def finding_label(name: str) -> str:
-    """Report label of a phantom finding: its device subtype, else its CheXpert observation."""
-    if name in _DEVICE_LABELS:
-        return _DEVICE_LABELS[name]
-    from radinterp.data.phantoms.findings import get_finding
-
-    return get_finding(name).observation
-
-
 def planted_targets(studies: list[Study], findings: tuple[str, ...]) -> torch.Tensor:
     """(N, F) float: 1 where the finding was planted in the study's current image."""
     out = torch.zeros(len(studies), len(findings))

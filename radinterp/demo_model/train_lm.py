@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import as_rgb
 from radinterp.demo_model.train_vision import VisionTrainConfig, image_loss_fn, patch_tokens, probe_loss
 from radinterp.devices import module_device
+from radinterp.labels import label_report, positive_labels, sentence_spans
 from radinterp.models.image import ImagePreprocess
 
 log = logging.getLogger(__name__)
@@ -103,20 +103,13 @@ class Encoded:
     positive: torch.Tensor | None = None  # (T,) bool: token belongs to a sentence stating a finding
 
 
-_SENTENCE_END = re.compile(r"(?<=\.)\s+")
-
-
 def positive_spans(report: str) -> list[tuple[int, int]]:
     """Character spans of the report's sentences that the labeler reads as stating a finding
     (positive or uncertain; "No Finding" does not count)."""
-    from eval.labeler import label_report
-
-    spans, start = [], 0
-    for piece in _SENTENCE_END.split(report):
-        a = report.index(piece, start)
-        b = a + len(piece)
-        start = b
-        if any(v in (1, -1) for k, v in label_report(piece).items() if k != "No Finding"):
+    spans = []
+    for a, b in sentence_spans(report):
+        labels = label_report(report[a:b])
+        if any(name != "No Finding" for name in positive_labels(labels)):
             spans.append((a, b))
     return spans
 

@@ -25,8 +25,8 @@ from radinterp.demo_model.build import llava_config
 from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
 from radinterp.demo_model.data import as_rgb
-from radinterp.demo_model.metrics import auroc
 from radinterp.devices import module_device
+from radinterp.metrics import auroc
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from radinterp.store.format import META_COLUMNS, ShardFile, StoreError, acts_key, sha256_file
+from radinterp.store.kinds import KindsArg, resolve_kinds
 from radinterp.store.manifest import RankProgress, read_manifest
 from radinterp.store.shuffle import sequential_batches, shuffle_batches
+from radinterp.store.source import ActivationSource, plan_blocks
 from radinterp.store.studies import (
     StudySpan,
     build_study_index,
@@ -32,28 +34,6 @@ if TYPE_CHECKING:
     from radinterp.data.study import Study
 
 log = logging.getLogger(__name__)
-
-KindsArg = Sequence[int | str] | None  # TokenKind values or names
-
-
-def resolve_kinds(kinds: KindsArg) -> np.ndarray | None:
-    """Token kinds given as TokenKind, int or name ("image", "report") -> int8 array."""
-    if kinds is None:
-        return None
-    # imported here: radinterp.models' package init pulls in transformers (seconds)
-    from radinterp.models.tokens import TokenKind
-
-    out = []
-    for k in kinds:
-        if isinstance(k, str):
-            try:
-                k = TokenKind[k.upper()]
-            except KeyError:
-                names = ", ".join(t.name.lower() for t in TokenKind)
-                raise StoreError(f"unknown token kind {k!r}; valid kinds: {names}") from None
-        out.append(int(TokenKind(int(k))))
-    return np.array(sorted(set(out)), dtype=np.int8)
-
 
 @dataclass(frozen=True)
 class ShardRef:
@@ -312,8 +292,6 @@ class Store:
         store order, unshuffled). With ``equal_batches`` every rank yields the same number of
         batches (the smallest), as DDP needs. Deterministic given (seed, epoch, rank, world_size).
         """
-        from radinterp.store.source import plan_blocks  # local: source imports this module
-
         self._check_site(site)
         if not 0 <= rank < world_size:
             raise StoreError(f"rank {rank} outside world_size {world_size}")
@@ -366,8 +344,6 @@ class Store:
 
     def activation_source(self, site: str, **kwargs: Any) -> Any:
         """An ``ActivationSource`` (iter_batches / num_tokens / d_in) for SAE training."""
-        from radinterp.store.source import ActivationSource
-
         self._check_site(site)
         return ActivationSource(self, site, **kwargs)
 

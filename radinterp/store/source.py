@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from radinterp.store.reader import KindsArg, resolve_kinds
+from radinterp.store.kinds import KindsArg, resolve_kinds
 
 if TYPE_CHECKING:
     from radinterp.store.reader import Store

@@ -14,13 +14,14 @@ from radinterp.data.phantoms import (
     DatasetExistsError,
     PhantomConfig,
     as_hf_dataset,
+    finding_label,
     finding_names,
     generate_phantoms,
     get_finding,
     load_phantom_studies,
     read_records,
 )
-from radinterp.data.phantoms.labels import ALL_LABELS, PATHOLOGIES
+from radinterp.labels import ALL_LABELS, DEVICE_SUBTYPES, PATHOLOGIES, is_positive
 
 N = 40
 
@@ -138,19 +139,29 @@ def test_labels_agree_with_planted_findings(records):
         for name, attrs in found.items():
             f = get_finding(name)
             if f.device:
-                assert labels[f.subtype] == 1 and labels["Support Devices"] == 1
+                assert labels[finding_label(name)] == 1 and labels["Support Devices"] == 1
                 if name == "nasogastric_tube":
                     assert labels["NG Tube Malpositioned"] == int(attrs["malpositioned"])
             else:
-                assert labels[f.observation] in (1, -1), (r["study_id"], name, labels)
+                assert is_positive(labels, finding_label(name)), (r["study_id"], name, labels)
         planted_obs = {get_finding(n).observation for n in found}
         for obs in PATHOLOGIES:
-            if labels.get(obs) in (1, -1):
+            if is_positive(labels, obs):
                 assert obs in planted_obs or explains.get(obs, set()) & set(found), (obs, r)
         for name, change in r["changes"].items():
             if change == "resolved" and not get_finding(name).device:
                 assert labels[get_finding(name).observation] == 0
-        assert ("No Finding" in labels) == (not any(labels.get(o) in (1, -1) for o in PATHOLOGIES))
+        assert ("No Finding" in labels) == (not any(is_positive(labels, o) for o in PATHOLOGIES))
+
+
+def test_finding_label_is_the_subtype_or_observation():
+    labels = {name: finding_label(name) for name in finding_names()}
+    assert labels["lung_nodule"] == "Lung Lesion" and labels["rib_fracture"] == "Fracture"
+    assert labels["pacemaker"] == "Pacemaker" and labels["nasogastric_tube"] == "Nasogastric Tube"
+    assert {labels[n] for n in finding_names() if get_finding(n).device} <= set(DEVICE_SUBTYPES)
+    assert set(labels.values()) <= set(ALL_LABELS) and len(set(labels.values())) == len(labels)
+    with pytest.raises(KeyError, match="lung_nodule"):
+        finding_label("nodule")
 
 
 def test_longitudinal_studies(records):

@@ -1,16 +1,14 @@
-"""Training pieces of the demo model: checkpoints, data order, targets, metrics."""
+"""Training pieces of the demo model: checkpoints, data order, targets (metrics: tests/core/test_metrics.py)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from radinterp.data import Study
 from radinterp.demo_model.ckpt import load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
-from radinterp.demo_model.data import finding_label, planted_targets
-from radinterp.demo_model.metrics import auroc, best_f1_threshold, f1_score
+from radinterp.demo_model.data import planted_targets
 from radinterp.demo_model.train_lm import Encoded, LMTrainConfig, _batch_indices, pad_batch, positive_spans
 from radinterp.demo_model.train_vision import Probe, VisionTrainConfig, new_tower, patch_tokens
 
@@ -105,7 +103,6 @@ def test_planted_targets_and_labels():
     studies = [Study("a", meta={"findings": {"pacemaker": {}}}), Study("b", meta={"findings": {}})]
     y = planted_targets(studies, ("pacemaker", "edema"))
     assert y.tolist() == [[1.0, 0.0], [0.0, 0.0]]
-    assert finding_label("pacemaker") == "Pacemaker" and finding_label("lung_nodule") == "Lung Lesion"
     with pytest.raises(ValueError, match="phantom"):
         planted_targets([Study("c")], ("edema",))
 
@@ -119,14 +116,6 @@ def test_probe_reads_the_llava_patch_tokens():
     torch.testing.assert_close(probe(tokens), probe.patch_logits(tokens).amax(1))
 
 
-def test_metrics():
-    y = np.array([1, 1, 0, 0])
-    assert auroc(y, np.array([0.9, 0.8, 0.1, 0.2])) == 1.0
-    assert auroc(y, np.array([0.1, 0.2, 0.9, 0.8])) == 0.0
-    assert np.isnan(auroc(np.ones(3), np.arange(3.0)))
-    assert f1_score(y, np.array([1, 0, 1, 0])) == pytest.approx(0.5)
-
-
 def test_configs_validate_with_the_fix():
     with pytest.raises(ValueError, match="multiple of patch_size"):
         DemoModelConfig(image_size=100)
@@ -136,13 +125,3 @@ def test_configs_validate_with_the_fix():
         VisionTrainConfig(lr=0)
     with pytest.raises(ValueError, match="balance"):
         LMTrainConfig(balance=1.5)
-
-
-def test_best_f1_threshold_is_the_f1_maximiser_over_every_cut():
-    rng = np.random.default_rng(0)
-    y = rng.random(300) < 0.2
-    score = np.round(y * 0.6 + rng.random(300), 2)  # rounded: many ties
-    t = best_f1_threshold(y, score)
-    brute = max(f1_score(y, score >= c) for c in np.unique(score))
-    assert f1_score(y, score >= t) == pytest.approx(brute)
-    assert best_f1_threshold([False, True, True], [0.1, 0.5, 0.9]) == 0.5

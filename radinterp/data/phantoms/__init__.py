@@ -6,16 +6,15 @@ Public API::
     generate_phantoms(cfg, "data/phantoms")      # -> Path (resumable, overwrite-protected)
     studies = load_phantom_studies("data/phantoms")   # -> list[radinterp.data.Study]
     ds = as_hf_dataset("data/phantoms")               # -> datasets.Dataset
+    finding_label("lung_nodule")                      # -> "Lung Lesion", the label it plants
+
+Label names and the report labeler: :mod:`radinterp.labels`.
 """
 
 from radinterp.data.phantoms.config import PhantomConfig, parse_findings
-from radinterp.data.phantoms.findings import FINDINGS, finding_names, get_finding
+from radinterp.data.phantoms.finding_base import FINDINGS
+from radinterp.data.phantoms.findings import finding_label, finding_names, get_finding
 from radinterp.data.phantoms.hf import as_hf_dataset
-from radinterp.data.phantoms.labels import (
-    ALL_LABELS,
-    CHEXPERT_OBSERVATIONS,
-    DEVICE_SUBTYPES,
-)
 from radinterp.data.phantoms.writer import (
     DatasetExistsError,
     generate_phantoms,
@@ -24,13 +23,11 @@ from radinterp.data.phantoms.writer import (
 )
 
 __all__ = [
-    "ALL_LABELS",
-    "CHEXPERT_OBSERVATIONS",
-    "DEVICE_SUBTYPES",
     "FINDINGS",
     "DatasetExistsError",
     "PhantomConfig",
     "as_hf_dataset",
+    "finding_label",
     "finding_names",
     "generate_phantoms",
     "get_finding",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from radinterp.data.phantoms.findings import Attrs
+from radinterp.data.phantoms.finding_base import Attrs
 from radinterp.data.phantoms.phrases import PHRASES, PhraseSet, Rng, Statement, cap, pick
 
 SD = "Support Devices"

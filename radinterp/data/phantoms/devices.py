@@ -9,7 +9,7 @@ import numpy as np
 
 from radinterp.data.phantoms.anatomy import Layers, Patient, side_sign
 from radinterp.data.phantoms.canvas import Canvas, ellipse_points, polyline_coverage, smooth_curve
-from radinterp.data.phantoms.findings import Attrs, Finding, register
+from radinterp.data.phantoms.finding_base import Attrs, Finding, register
 
 
 class Device(Finding):
@@ -17,6 +17,10 @@ class Device(Finding):
     observation = "Support Devices"
     subtype = ""
     """Device-subtype label it makes positive."""
+
+    @property
+    def label(self) -> str:
+        return self.subtype
 
     def regrade(self, attrs: Attrs, severity: int) -> Attrs:
         return dict(attrs)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from radinterp.data.phantoms.labels import ALL_LABELS
 from radinterp.data.phantoms.writer import read_records
+from radinterp.labels.observations import ALL_LABELS
 
 
 def as_hf_dataset(dir: str | Path) -> Any:

@@ -15,7 +15,7 @@ from radinterp.data.phantoms.anatomy import (
     side_sign,
 )
 from radinterp.data.phantoms.canvas import Canvas, clip
-from radinterp.data.phantoms.findings import Attrs, Finding, pick_side, register, sides_of
+from radinterp.data.phantoms.finding_base import Attrs, Finding, pick_side, register, sides_of
 
 LOBES = {
     # lobe -> (side, x as fraction of thoracic half-width, y relative to apex / dome)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from radinterp.data.phantoms.findings import Attrs
+from radinterp.data.phantoms.finding_base import Attrs
 from radinterp.registry import Registry
 
 Rng = np.random.Generator

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from radinterp.data.phantoms import device_phrases  # noqa: F401  (registers device phrases)
 from radinterp.data.phantoms.anatomy import Patient
-from radinterp.data.phantoms.findings import Attrs, get_finding
-from radinterp.data.phantoms.labels import finalize_labels, merge_labels
+from radinterp.data.phantoms.finding_base import Attrs
+from radinterp.data.phantoms.findings import get_finding
 from radinterp.data.phantoms.phrases import PHRASES, Rng, Statement, cap, pick
+from radinterp.labels.observations import finalize_labels, merge_labels
 
 SECTION = {
     "endotracheal_tube": 0, "nasogastric_tube": 0, "central_venous_catheter": 0,

@@ -10,11 +10,8 @@ import numpy as np
 from radinterp.data.phantoms.anatomy import Patient, render_anatomy, sample_patient
 from radinterp.data.phantoms.canvas import Canvas, Pose
 from radinterp.data.phantoms.config import PhantomConfig
-from radinterp.data.phantoms.findings import (
-    Attrs,
-    get_finding,
-    sample_finding_set,
-)
+from radinterp.data.phantoms.finding_base import Attrs
+from radinterp.data.phantoms.findings import get_finding, sample_finding_set
 from radinterp.data.phantoms.render import Exposure, compose, sample_exposure, sample_pose
 
 DRAW_ORDER = (

@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from eval.labeler import text as T
-from eval.labeler.vocab import compile_all
-from radinterp.data.phantoms.labels import (
+from radinterp.labels import text as T
+from radinterp.labels.observations import (
     ALL_LABELS,
     DEVICE_SUBTYPES,
     finalize_labels,
     merge_labels,
 )
+from radinterp.labels.vocab import compile_all
 
 _NG_MALPOSITION = re.compile(
     r"esophag|above the (?:gastroesophageal junction|diaphragm|hiatus)|bronch|airway|"

@@ -42,7 +42,8 @@ ABBREVIATIONS: list[tuple[str, str]] = [
 _ABBR = [(re.compile(p, re.IGNORECASE), r) for p, r in ABBREVIATIONS]
 
 _SPLIT = re.compile(r"(?<=[.!?;])\s+|\n\s*|(?<=\D)\.(?=[A-Z])")
-_HEADER = re.compile(r"^\s*(?:findings|impression|conclusion|indication|technique|comparison|"
+_PROTECTED = re.compile(r"\b(approx|vs|e\.g|i\.e|dr)\.", re.IGNORECASE)
+_HEADER = re.compile(r"\s*(?:findings|impression|conclusion|indication|technique|comparison|"
                      r"history|exam|examination|report)\s*:\s*", re.IGNORECASE)
 
 
@@ -55,16 +56,31 @@ def normalise(sentence: str) -> str:
     return re.sub(r"\s+", " ", s).strip()
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a report (section headers stripped, decimals kept intact)."""
-    text = re.sub(r"\b(approx|vs|e\.g|i\.e|dr)\.", lambda m: m.group(1) + "\u2024", text,
-                  flags=re.IGNORECASE)
-    out = []
-    for part in _SPLIT.split(text):
-        part = _HEADER.sub("", part.replace("\u2024", ".")).strip()
-        if part and re.search(r"[a-zA-Z]", part):
-            out.append(part)
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the sentences of ``text``: split after ``.``, ``!``,
+    ``?`` or ``;`` followed by space, at line breaks and at a run-on full stop ("effusion.The");
+    section headers ("FINDINGS:") and surrounding space are left out, decimals and "approx.",
+    "vs.", "e.g.", "i.e.", "Dr." stay inside their sentence, and spans without a letter are
+    dropped."""
+    # protected full stops become a one-character placeholder, so offsets stay those of text
+    masked = _PROTECTED.sub(lambda m: m.group(1) + "\u2024", text)
+    out, start = [], 0
+    for sep in [*_SPLIT.finditer(masked), None]:
+        a, b = start, sep.start() if sep else len(masked)
+        start = sep.end() if sep else b
+        header = _HEADER.match(masked, a, b)
+        if header:
+            a = header.end()
+        piece = masked[a:b]
+        a, b = a + len(piece) - len(piece.lstrip()), b - (len(piece) - len(piece.rstrip()))
+        if a < b and re.search(r"[a-zA-Z]", masked[a:b]):
+            out.append((a, b))
     return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a report (see :func:`sentence_spans`)."""
+    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 def _rx(words: list[str]) -> re.Pattern[str]:

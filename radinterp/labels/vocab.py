@@ -1,6 +1,6 @@
 """Mention vocabulary: regular expressions per observation / device subtype.
 
-Patterns run on normalised, lower-cased sentences (see :mod:`eval.labeler.text`). A mention
+Patterns run on normalised, lower-cased sentences (see :mod:`radinterp.labels.text`). A mention
 nested inside a longer mention of another observation is dropped ("nodular opacity" is a
 lung lesion, not an opacity). Attribute patterns ("heart size is normal") carry their own
 value; plain nouns get theirs from negation / uncertainty cues.

@@ -1,20 +1,17 @@
 """Report labeler: accuracy on phantom reports (ground truth from the generator), on
-hand-written MIMIC-CXR / Open-i style text, laterality, scoring and the CLI."""
+hand-written MIMIC-CXR / Open-i style text, laterality and scoring (the ``radinterp label``
+command: tests/eval/test_label_cli.py)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from eval.labeler import ALL_LABELS, Labeler, agreement, label_report
-from eval.labeler.cli import register
-from radinterp.data.phantoms import PhantomConfig, generate_phantoms
+from radinterp.data.phantoms import PhantomConfig
 from radinterp.data.phantoms.writer import study_record
+from radinterp.labels import ALL_LABELS, Labeler, agreement, label_report
 
 sys.path.insert(0, str(Path(__file__).parent))
 from realistic_reports import CASES  # noqa: E402
@@ -99,52 +96,13 @@ def test_agreement_scores_only_referenced_observations():
         agreement(pred[:2], ref)
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    return app
-
-
-def test_cli_on_jsonl_and_phantom_folder(tmp_path):
-    src = tmp_path / "reports.jsonl"
-    rows = [{"study_id": f"s{i}", "report": t, "labels": e} for i, (t, e) in enumerate(CASES[:10])]
-    rows.append({"study_id": "nolabels", "report": "Small right pleural effusion."})
-    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    out = tmp_path / "out"
-    res = CliRunner().invoke(
-        _app(), ["label", "--data", str(src), "--out", str(out), "--no-progress"]
-    )
-    assert res.exit_code == 0, res.output
-    labels = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
-    assert [r["study_id"] for r in labels] == [r["study_id"] for r in rows]
-    assert labels[-1]["labels"]["Pleural Effusion"] == 1
-    agr = json.loads((out / "agreement.json").read_text())
-    assert agr["n_studies"] == 10 and agr["macro_f1"] == pytest.approx(1.0)
-    assert {"precision", "recall", "f1"} <= set(agr["observations"]["No Finding"])
-
-    ph = generate_phantoms(PhantomConfig(n=12, seed=5, size=64), tmp_path / "ph", progress=False)
-    res = CliRunner().invoke(_app(), ["label", "--data", str(ph), "--out", str(tmp_path / "o2"),
-                                      "--no-progress"])
-    assert res.exit_code == 0 and "macro_f1=" in res.output
-    assert json.loads((tmp_path / "o2" / "agreement.json").read_text())["n_studies"] == 12
-
-
-@pytest.mark.parametrize("line,message", [
-    ('{"study_id": "a"}', "string 'report'"),
-    ('{"study_id": "a", "report": "x", "labels": {"Unicorn": 1}}', "unknown observation"),
-    ('{"study_id": "a", "report": "x", "labels": {"Edema": 2}}', "1, 0 or -1"),
-    ("not json", "not valid JSON"),
-])
-def test_cli_bad_input(tmp_path, line, message):
-    src = tmp_path / "bad.jsonl"
-    src.write_text('{"study_id": "ok", "report": "No effusion."}\n' + line + "\n")
-    res = CliRunner().invoke(_app(), ["label", "--data", str(src), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and message in res.output and "bad.jsonl:2" in res.output
-    missing = CliRunner().invoke(_app(), ["label", "--data", str(tmp_path / "nope"),
-                                          "--out", str(tmp_path / "o")])
-    assert missing.exit_code == 2 and "not found" in missing.output
+def test_agreement_undefined_scores():
+    # positive class never referenced nor predicted: its F1 is undefined (None), not 0 or 1
+    agr = agreement([{"Edema": 0}], [{"Edema": 0}])
+    e = agr["observations"]["Edema"]
+    assert e["f1"] is None and e["uncertain_f1"] is None and e["negative_f1"] == 1.0
+    assert e["precision"] == 0.0 and e["recall"] == 0.0  # agreement.json's reading of 0 / 0
+    assert e["f1_3class"] == 1.0 and agr["macro_f1"] is None and agr["macro_f1_3class"] == 1.0
+    # a missed positive: F1 is defined and 0
+    miss = agreement([{}], [{"Fracture": 1}])["observations"]["Fracture"]
+    assert miss["f1"] == 0.0 and miss["precision"] == 0.0 and miss["recall"] == 0.0

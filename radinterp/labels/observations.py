@@ -1,12 +1,14 @@
 """Label vocabulary shared by the phantom generator and the report labeler.
 
 Values: 1 positive, 0 negative, -1 uncertain; an observation the report does not address is
-left out (blank).
+left out (blank). Which values state a finding: :mod:`radinterp.labels.policy`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from radinterp.labels.policy import is_positive
 
 CHEXPERT_OBSERVATIONS: tuple[str, ...] = (
     "No Finding",
@@ -66,7 +68,7 @@ def finalize_labels(labels: dict[str, int]) -> dict[str, int]:
         cur = out.get("Support Devices")
         if cur is None or {1: 3, -1: 2, 0: 1}[best] > {1: 3, -1: 2, 0: 1}[cur]:
             out["Support Devices"] = best
-    if any(out.get(o) in (1, -1) for o in PATHOLOGIES):
+    if any(is_positive(out, o) for o in PATHOLOGIES):
         out.pop("No Finding", None)
     else:
         out["No Finding"] = 1

@@ -7,6 +7,11 @@ classes, exact-value accuracy (blank prediction = wrong) and counts. ``macro_f1`
 the positive-class F1 over observations with at least one positive reference or prediction;
 ``macro_f1_3class`` averages, per observation, the mean F1 over the classes present in the
 reference or prediction, so it also punishes negation and uncertainty errors.
+
+Counts go through :func:`radinterp.metrics.precision_recall_f1`: an F1 with nothing to score
+(no reference and no prediction of that class) is ``None``. Precision and recall read 0.0
+where undefined (no prediction / no reference of the positive class), as ``agreement.json``
+has always written them.
 """
 
 from __future__ import annotations
@@ -14,14 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from radinterp.metrics import mean_defined, precision_recall_f1
+
 CLASSES = (1, 0, -1)
-
-
-def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return p, r, f
 
 
 def agreement(
@@ -44,24 +44,19 @@ def agreement(
             tp = sum(1 for p, r in pairs if p == cls and r == cls)
             fp = sum(1 for p, r in pairs if p == cls and r != cls)
             fn = sum(1 for p, r in pairs if p != cls and r == cls)
-            prec, rec, f1 = _prf(tp, fp, fn)
+            prec, rec, f1 = precision_recall_f1(tp, fp, fn)
             key = {1: "", 0: "negative_", -1: "uncertain_"}[cls]
-            present = tp + fp + fn > 0
             if cls == 1:
-                row.update(precision=prec, recall=rec, f1=f1 if present else None,
-                           n_positive=tp + fn)
+                row.update(precision=prec or 0.0, recall=rec or 0.0, f1=f1, n_positive=tp + fn)
             else:
-                row[f"{key}f1"] = f1 if present else None
-            if present:
-                class_f1.append(f1)
-        row["f1_3class"] = sum(class_f1) / len(class_f1) if class_f1 else None
+                row[f"{key}f1"] = f1
+            class_f1.append(f1)
+        row["f1_3class"] = mean_defined(class_f1)
         row["accuracy"] = sum(1 for p, r in pairs if p == r) / len(pairs)
         per[obs] = row
-    pos = [r["f1"] for r in per.values() if r["f1"] is not None]
-    three = [r["f1_3class"] for r in per.values() if r["f1_3class"] is not None]
     return {
-        "macro_f1": sum(pos) / len(pos) if pos else None,
-        "macro_f1_3class": sum(three) / len(three) if three else None,
+        "macro_f1": mean_defined(r["f1"] for r in per.values()),
+        "macro_f1_3class": mean_defined(r["f1_3class"] for r in per.values()),
         "n_studies": len(ref),
         "observations": per,
     }
