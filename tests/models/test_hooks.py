@@ -62,7 +62,7 @@ def test_hooks_removed_after_exception(tiny_adapter, batch_kwargs):
             raise RuntimeError("boom")
     assert active_hook_count(tiny_adapter.model) == before
     with pytest.raises(RuntimeError, match="size of tensor"):
-        with edit(tiny_adapter, {"lm.blocks.0.resid_post": lambda h: h[..., :3]}):
+        with edit(tiny_adapter, {"lm.blocks.0.resid_post": lambda h, ctx: h[..., :3]}):
             tiny_adapter.model(**batch_kwargs)  # the bad edit breaks the forward inside HF
     assert active_hook_count(tiny_adapter.model) == before
 
@@ -72,7 +72,7 @@ def test_edit_changes_downstream_activations(tiny_adapter, batch_kwargs):
     with capture(tiny_adapter, ["lm.blocks.3.resid_post"]) as clean:
         tiny_adapter.model(**batch_kwargs)
     direction = torch.randn(tiny_adapter.d_model)
-    with edit(tiny_adapter, {"lm.blocks.1.resid_post": lambda h: h + 5 * direction}):
+    with edit(tiny_adapter, {"lm.blocks.1.resid_post": lambda h, ctx: h + 5 * direction}):
         with capture(tiny_adapter, ["lm.blocks.1.resid_post", "lm.blocks.3.resid_post"]) as steered:
             tiny_adapter.model(**batch_kwargs)
     assert (steered["lm.blocks.3.resid_post"] - clean["lm.blocks.3.resid_post"]).abs().max() > 1e-2
