@@ -156,6 +156,10 @@ def generate(
     """
     decode = decode or DecodeConfig()
     prompts = [adapter.build_inputs(it) if isinstance(it, Study) else it for it in items]
+    bad = [type(p).__name__ for p in prompts if not (hasattr(p, "input_ids") and hasattr(p, "layout"))]
+    if bad:
+        raise TypeError(f"generate takes Study or ModelInputs items, got {bad[0]}; build inputs with "
+                        "adapter.build_inputs(study)")
     if not prompts:
         raise ValueError("nothing to generate from; pass at least one study")
     bs = batch_size or len(prompts)
