@@ -99,22 +99,12 @@ def answer_inputs(adapter, study, prefix: str):
 def sample_next_sentences(adapter, study, prefix: str, n: int, *, temperature: float = 1.0,
                           seed: int = 0, max_new_tokens: int = 40) -> list[str]:
     """``n`` sampled first sentences after ``prefix`` (the start of the answer)."""
-    import torch
+    from radinterp.generation import DecodeConfig, generate
 
-    inputs = answer_inputs(adapter, study, prefix)
-    kw = adapter.to_device(adapter.collate([inputs]))
-    tok = adapter.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    torch.manual_seed(seed)
-    texts: list[str] = []
-    with torch.no_grad():
-        for start in range(0, n, CHUNK):
-            out = adapter.model.generate(**kw, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                         max_new_tokens=max_new_tokens,
-                                         num_return_sequences=min(CHUNK, n - start), pad_token_id=pad)
-            texts += tok.batch_decode(out[:, kw["input_ids"].shape[1]:], skip_special_tokens=True)
-            log.debug("sampled %d of %d", len(texts), n)
-    return [first_sentence(t) for t in texts]
+    decode = DecodeConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                          num_return_sequences=n, seed=seed)
+    gen = generate(adapter, [answer_inputs(adapter, study, prefix)], decode, samples_per_call=CHUNK)
+    return [first_sentence(t) for t in gen.texts]
 
 
 def summarize(sentences: list[str], findings: list[str] | None = None, top: int = 10) -> dict[str, Any]:

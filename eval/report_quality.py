@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import typer
-from tqdm import tqdm
 
 from radinterp.cli import add_command
 from radinterp.config import BaseConfig, write_json_atomic
@@ -103,10 +102,12 @@ def _max_new_tokens(tokenizer, studies) -> int:
 
 
 def generate_reports(adapter, studies, batch_size: int, max_new_tokens: int, progress: bool) -> list[str]:
-    out: list[str] = []
-    for i in tqdm(range(0, len(studies), batch_size), desc="generate", disable=not progress):
-        out += adapter.generate(studies[i : i + batch_size], max_new_tokens=max_new_tokens)
-    return out
+    """Greedy report per study, ``batch_size`` studies per generate call (stripped text)."""
+    from radinterp.generation import DecodeConfig, generate
+
+    gen = generate(adapter, studies, DecodeConfig(max_new_tokens=max_new_tokens), batch_size=batch_size,
+                   progress=progress)
+    return [t.strip() for t in gen.texts]
 
 
 def evaluate_reports(cfg: ReportQualityConfig, adapter=None) -> dict[str, Any]:

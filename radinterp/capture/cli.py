@@ -24,6 +24,8 @@ def capture_command(
     max_studies: int = typer.Option(None, "--max-studies", help="Only the first N studies."),
     token_filter: str = typer.Option("all", "--token-filter", help="all, image, text, report, maira2_sae."),
     with_report: bool = typer.Option(True, "--with-report/--no-report", help="Teacher-force the reference report."),
+    generate: bool = typer.Option(False, "--generate", help="Store the model's own report (GENERATED rows); implies --no-report."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Most generated tokens per study with --generate."),
     shard_mb: float = typer.Option(256.0, "--shard-mb", help="Shard size in MiB."),
     device: str = typer.Option("auto", "--device", help="Torch device (auto = cuda:LOCAL_RANK or cpu)."),
     image_size: int = typer.Option(None, "--image-size", help="Override the adapter's image side."),
@@ -41,7 +43,8 @@ def capture_command(
     cfg = CaptureConfig(
         model=model, data=str(data), out=str(out), sites=list(site), data_kind=data_kind,
         batch_size=batch_size, dtype=dtype, model_dtype=model_dtype, max_studies=max_studies,
-        token_filter=token_filter, with_report=with_report, shard_mb=shard_mb, device=device,
+        token_filter=token_filter, with_report=with_report and not generate, generate=generate,
+        max_new_tokens=max_new_tokens, shard_mb=shard_mb, device=device,
         image_size=image_size, seed=seed, trust_remote_code=trust_remote_code, progress=progress,
     )
     res = run_capture(cfg, overwrite=overwrite)

@@ -36,6 +36,13 @@ class CaptureConfig(BaseConfig):
     """Positions to keep (a ``TOKEN_FILTERS`` name: all, image, text, report, maira2_sae)."""
     with_report: bool = True
     """Feed the reference report teacher-forced after the prompt, when the study has one."""
+    generate: bool = False
+    """Let the model write its report first (greedy, up to ``max_new_tokens``), then record
+    prompt + generated tokens in one teacher-forced pass: generated positions are stored with
+    kind GENERATED. (The same activations the key/value-cache steps compute, up to float
+    error: tests/capture/test_generate.py checks.) Needs ``with_report=False``."""
+    max_new_tokens: int = 128
+    """Most generated tokens per study when ``generate``."""
     shard_mb: float = 256.0
     """Close a shard once it holds this many MiB of activations (all sites together)."""
     device: str = "auto"
@@ -62,6 +69,11 @@ class CaptureConfig(BaseConfig):
             raise ValueError(f"model_dtype must be one of {MODEL_DTYPES} or None, got {self.model_dtype!r}")
         if self.max_studies is not None and self.max_studies < 1:
             raise ValueError(f"max_studies must be >= 1 (or None for all), got {self.max_studies}")
+        if self.generate and self.with_report:
+            raise ValueError("generate=True stores the model's own report after the prompt; pass "
+                             "with_report=False (--no-report) instead of teacher-forcing the reference")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.shard_mb <= 0:
             raise ValueError(f"shard_mb must be > 0, got {self.shard_mb}")
         from radinterp.capture.filters import TOKEN_FILTERS

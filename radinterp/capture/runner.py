@@ -4,6 +4,10 @@ Each rank takes studies ``rank::world_size`` of the source (after ``max_studies`
 its own shards. Batches are fixed chunks of the rank's study list, so a resumed run recomputes
 a half-committed batch with exactly the same companions (same padding, same numerics) and
 writes only its uncommitted studies: the final store is identical to an uninterrupted run.
+
+With ``generate`` the model first writes its report for the chunk (greedy, left-padded, one
+``radinterp.generation.generate`` call), then prompt + generated tokens go through the same
+single teacher-forced forward, so generated positions are stored as GENERATED rows.
 """
 
 from __future__ import annotations
@@ -119,6 +123,22 @@ def _select_studies(cfg: CaptureConfig) -> list[Study]:
     return studies
 
 
+def _generation_settings(config: dict[str, Any]) -> dict[str, Any]:
+    gen = bool(config.get("generate", False))
+    return {"generate": gen, "max_new_tokens": config.get("max_new_tokens") if gen else None}
+
+
+def _check_same_generation(out: Path, cfg: CaptureConfig) -> None:
+    """A store holds teacher-forced or generated continuations, never a mix of the two."""
+    if not (out / MANIFEST_FILE).exists():
+        return
+    have = _generation_settings(read_manifest(out).get("config", {}))
+    want = _generation_settings(cfg.to_dict())
+    if have != want:
+        raise StoreError(f"store {out} was captured with {have}, this run asks for {want}; use a new "
+                         "--out folder, or --overwrite to replace the store")
+
+
 def _store_complete(out: Path, cfg: CaptureConfig, world_size: int, studies: list[Study]) -> bool:
     """True when a store with these settings already holds every study (all ranks): the rerun
     is a no-op and loads no model. Every rank reads the same files, so all decide alike."""
@@ -163,6 +183,7 @@ def _run(cfg: CaptureConfig, adapter: Any, rank: int, world_size: int, overwrite
             raise StoreError(f"--overwrite refuses to delete {out}: it is not an activation store")
         shutil.rmtree(out)
     _barrier()
+    _check_same_generation(out, cfg)
     studies = _select_studies(cfg)  # before loading the model: bad data fails fast
     if _store_complete(out, cfg, world_size, studies):
         log.info("%s already holds every study with these settings; nothing to do", out)
@@ -218,6 +239,10 @@ def _capture_chunk(cfg: CaptureConfig, adapter: Any, writer: StoreWriter, chunk:
     problems = {s.study_id: image_problem(s) for s in chunk}
     good = [s for s in chunk if problems[s.study_id] is None]
     items = [adapter.build_inputs(s, with_report=cfg.with_report and bool(s.report)) for s in good]
+    if items and cfg.generate:  # the model writes first; one teacher-forced pass records it all
+        from radinterp.generation import DecodeConfig, generate
+
+        items = generate(adapter, items, DecodeConfig(max_new_tokens=cfg.max_new_tokens)).inputs()
     rows: dict[str, tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]] = {}
     if items:
         batch = adapter.collate(items, padding_side="right")

@@ -227,16 +227,14 @@ class Adapter(ABC):
         return kw
 
     # ------------------------------------------------------------ generation
-    @torch.no_grad()
-    def generate(self, studies: list[Study], *, max_new_tokens: int = 128, **gen_kwargs) -> list[str]:
-        """Greedy (by default) report generation for a list of studies."""
-        batch = self.collate([self.build_inputs(s) for s in studies], padding_side="left")
-        kw = self.to_device(batch)
-        gen_kwargs.setdefault("do_sample", False)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        out = self.model.generate(**kw, max_new_tokens=max_new_tokens, pad_token_id=pad, **gen_kwargs)
-        new = out[:, kw["input_ids"].shape[1] :]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+    def generate(self, studies: list[Study], *, max_new_tokens: int = 128, **decode) -> list[str]:
+        """Report text per study (per sampled sequence), stripped; greedy unless ``decode`` says
+        otherwise (``DecodeConfig`` fields: do_sample, temperature, top_k, top_p,
+        num_return_sequences, seed). Ids and layouts: :func:`radinterp.generation.generate`."""
+        from radinterp.generation import DecodeConfig, generate
+
+        cfg = DecodeConfig.from_dict({"max_new_tokens": max_new_tokens, **decode})
+        return [t.strip() for t in generate(self, studies, cfg).texts]
 
     # ------------------------------------------------------------ helpers
     def describe(self) -> dict:
