@@ -21,6 +21,7 @@ from tqdm import tqdm
 from radinterp.config import BaseConfig
 from radinterp.demo_model.ckpt import has_checkpoint, load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
+from radinterp.generation import pad_token_id
 from radinterp.demo_model.data import as_rgb
 from radinterp.demo_model.train_vision import VisionTrainConfig, image_loss_fn, patch_tokens, probe_loss
 from radinterp.devices import module_device
@@ -280,7 +281,7 @@ def train_lm(
     aux_losses = list(state.get("aux_losses", []))
     if step:
         log.info("resuming %s at step %d / %d", out_dir.name, step, tcfg.steps)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     model.train()
     tower.train(tcfg.train_tower)
     t0 = time.time()
