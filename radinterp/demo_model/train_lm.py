@@ -21,10 +21,10 @@ from tqdm import tqdm
 from radinterp.config import BaseConfig
 from radinterp.demo_model.ckpt import has_checkpoint, load_checkpoint, save_checkpoint
 from radinterp.demo_model.config import DemoModelConfig
-from radinterp.generation import pad_token_id
 from radinterp.demo_model.data import as_rgb
 from radinterp.demo_model.train_vision import VisionTrainConfig, image_loss_fn, patch_tokens, probe_loss
 from radinterp.devices import module_device
+from radinterp.generation import pad_token_id
 from radinterp.labels import label_report, positive_labels, sentence_spans
 from radinterp.models.image import ImagePreprocess
 
