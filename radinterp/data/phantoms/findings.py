@@ -1,7 +1,7 @@
 """Finding registry: what can be planted, how it is sampled, and which label it plants.
 
 The interface (:class:`Finding`) and the registry live in
-:mod:`radinterp.data.phantoms.finding_base`; importing :mod:`devices` and :mod:`lesions` here
+:mod:`radinterp.data.phantoms.finding_base`; importing :mod:`support_devices` and :mod:`lesions` here
 registers the concrete findings. An unknown name raises with the list of valid ones.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from radinterp.data.phantoms import devices, lesions  # noqa: F401  (importing registers them)
+from radinterp.data.phantoms import lesions, support_devices  # noqa: F401  (importing registers them)
 from radinterp.data.phantoms.finding_base import FINDINGS, Finding
 
 CHANGE_KINDS = ("new", "resolved", "increased", "decreased", "unchanged")

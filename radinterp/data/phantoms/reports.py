@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from radinterp.data.phantoms import device_phrases  # noqa: F401  (registers device phrases)
+from radinterp.data.phantoms import support_device_phrases  # noqa: F401  (registers device phrases)
 from radinterp.data.phantoms.anatomy import Patient
 from radinterp.data.phantoms.finding_base import Attrs
 from radinterp.data.phantoms.findings import get_finding
