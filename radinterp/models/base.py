@@ -7,7 +7,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -15,7 +14,7 @@ from radinterp.data.study import Study
 from radinterp.models.image import ImagePreprocess, preprocess_image
 from radinterp.models.prompt import RENDERERS, EncodedPrompt, encode_segments, maira2_user_segments
 from radinterp.models.sites import Site, parse_site
-from radinterp.models.tokens import ImageSlot, TokenKind, TokenLayout
+from radinterp.models.tokens import ImageSlot, TokenLayout
 from radinterp.registry import Registry
 
 ADAPTERS: Registry[type["Adapter"]] = Registry("model adapter")
@@ -249,8 +248,4 @@ class Adapter(ABC):
         }
 
 
-def token_kind_names() -> list[str]:
-    return [k.name.lower() for k in TokenKind]
-
-
-__all__ = ["ADAPTERS", "Adapter", "Batch", "ModelInputs", "ImageSlot", "np"]
+__all__ = ["ADAPTERS", "Adapter", "Batch", "ModelInputs", "ImageSlot"]

@@ -12,9 +12,6 @@ import numpy as np
 from radinterp.data.phantoms import lesions, support_devices  # noqa: F401  (importing registers them)
 from radinterp.data.phantoms.finding_base import FINDINGS, Finding
 
-CHANGE_KINDS = ("new", "resolved", "increased", "decreased", "unchanged")
-"""How a finding differs from the prior study."""
-
 
 def get_finding(name: str) -> Finding:
     return FINDINGS.get(name)
