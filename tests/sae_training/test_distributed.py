@@ -23,7 +23,7 @@ KEYS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
 def _cfg() -> TrainConfig:
     # dead_tokens small so the aux-k loss (and its cross-rank dead mask) is exercised
     return TrainConfig(d_sae=64, k=4, widths=[8, 32, 64], batch_size=64, total_tokens=64 * 24,
-                       lr=3e-3, dead_tokens=192, log_every=8, checkpoint_every=10,
+                       lr=3e-3, dead_tokens=128, log_every=8, checkpoint_every=10,
                        progress=False, seed=3)
 
 
