@@ -26,13 +26,12 @@ import torch
 
 from radinterp.config import write_json_atomic
 from radinterp.sae import SparseAutoencoder
-from sae_training.batchtopk import encode_batchtopk
-from sae_training.kernels import grouped_decode
+from sae_training.batchtopk import encode_batchtopk, select_batch_topk
+from sae_training.kernels import SparseCodes, grouped_decode
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
-_CHUNK_ELEMENTS = 1 << 24  # rows per chunk * d_sae: bounds the (rows, d_sae) pre-activations
 
 
 @dataclasses.dataclass
@@ -92,42 +91,44 @@ class _Quality:
                          self.sse / self.rows)
 
 
-def _chunks(x: torch.Tensor, rows: int):
-    for lo in range(0, x.shape[0], rows):
-        yield x[lo:lo + rows]
+class _GlobalTop:
+    """The ``n`` largest positive entries of a stream of (B, d_sae) pre-activation batches,
+    with their (row, latent) positions: exact, holding O(n) values at a time."""
+
+    def __init__(self, n: int, d_sae: int, device: torch.device) -> None:
+        self.n, self.d_sae = n, d_sae
+        self.vals = torch.empty(0, device=device)  # (<= n,) unsorted
+        self.flat = torch.empty(0, dtype=torch.long, device=device)  # row * d_sae + latent
+
+    def add(self, pre: torch.Tensor, row0: int, guess: float) -> None:
+        """Merge batch ``pre`` (B, d_sae) whose first row is row ``row0`` of the slice."""
+        if self.vals.numel() == self.n:  # only entries above the current n-th can enter
+            flat = torch.nonzero(pre.view(-1) > self.vals.min()).squeeze(1)  # (C,)
+            vals = pre.view(-1)[flat]
+        else:  # this batch's own top n (all its positives if fewer): nothing is missed
+            sel = select_batch_topk(pre, self.n, lower_bound=guess)
+            flat, vals = sel.rows * self.d_sae + sel.cols, sel.pre_vals
+        vals = torch.cat([self.vals, vals])
+        flat = torch.cat([self.flat, flat + row0 * self.d_sae])
+        if vals.numel() > self.n:
+            top = vals.topk(self.n, sorted=False)
+            vals, flat = top.values, flat[top.indices]
+        self.vals, self.flat = vals, flat
+
+    def threshold(self) -> float:
+        """The n-th largest positive entry; 0 when fewer than n were positive."""
+        return float(self.vals.min()) if self.vals.numel() == self.n else 0.0
+
+    def codes(self, batch: int) -> SparseCodes:
+        """The kept entries as codes of a (batch, d_sae) matrix, sorted by (row, latent)."""
+        flat, order = self.flat.sort()
+        rows = torch.div(flat, self.d_sae, rounding_mode="floor")
+        return SparseCodes(rows, flat - rows * self.d_sae, self.vals[order], batch, self.d_sae)
 
 
-@torch.no_grad()
-def global_threshold(sae: SparseAutoencoder, x: torch.Tensor) -> float:
-    """The ``k * H``-th largest positive pre-activation over the rows of ``x`` (H, d_in).
-
-    Returns 0 when fewer than ``k * H`` pre-activations are positive (then every positive
-    one is kept, as BatchTopK would).
-    """
-    n = max(1, round(sae.cfg.k * x.shape[0]))
-    top = torch.empty(0, device=x.device)  # the n largest so far, unsorted
-    for xb in _chunks(x, max(1, _CHUNK_ELEMENTS // sae.d_sae)):
-        pre = sae.preacts(xb.to(sae.W_enc.dtype)).float().view(-1)  # (rows * d_sae,)
-        floor = top.min() if top.numel() == n else pre.new_zeros(())
-        merged = torch.cat([top, pre[pre > floor]])
-        top = merged.topk(n, sorted=False).values if merged.numel() > n else merged
-    return float(top.min()) if top.numel() == n else 0.0
-
-
-@torch.no_grad()
-def measure_forms(
-    sae: SparseAutoencoder, x: torch.Tensor, batch_size: int, *, mode: str = "sparse"
-) -> tuple[FormStats, FormStats]:
-    """(BatchTopK form in batches of ``batch_size``, JumpReLU form) on the rows of ``x``."""
-    btk, jr = _Quality(sae.d_in), _Quality(sae.d_in)
-    for xb in _chunks(x, batch_size):  # (B, d_in)
-        enc = encode_batchtopk(sae, xb, mode=mode)
-        (part,) = grouped_decode(enc.codes, sae.W_dec, [sae.d_sae], mode=mode)  # (B, d_in)
-        btk.add(xb, part + sae.b_dec, int(enc.codes.vals.numel()))
-    for xb in _chunks(x, max(1, _CHUNK_ELEMENTS // sae.d_sae)):
-        z = sae.encode(xb)  # (rows, d_sae)
-        jr.add(xb, sae.decode(z), int((z != 0).sum()))
-    return btk.stats(), jr.stats()
+def _decode(sae: SparseAutoencoder, codes: SparseCodes, mode: str) -> torch.Tensor:
+    (part,) = grouped_decode(codes, sae.W_dec, [sae.d_sae], mode=mode)  # (B, d_in)
+    return part + sae.b_dec
 
 
 @torch.no_grad()
@@ -135,7 +136,12 @@ def calibrate(
     sae: SparseAutoencoder, held_out: torch.Tensor, batch_size: int, *, mode: str = "sparse"
 ) -> Calibration:
     """Set ``sae.threshold`` from ``held_out`` (H, d_in), in the SAE's input space, and
-    measure both forms there. Rows holding NaN/inf are dropped (with a warning)."""
+    measure both forms there. Rows holding NaN/inf are dropped (with a warning).
+
+    One pass over the slice in batches of ``batch_size``: one encoder matmul per row gives
+    the BatchTopK form of the batch and feeds the slice-wide top ``k * H``, whose entries are
+    the JumpReLU codes of the slice.
+    """
     x = held_out.to(sae.W_enc.device, torch.float32)
     finite = torch.isfinite(x).all(dim=1)
     if not bool(finite.all()):
@@ -145,18 +151,50 @@ def calibrate(
     if x.shape[0] == 0:
         raise ValueError("no finite held-out rows to calibrate the threshold on; fix the "
                          "store's last shard or raise --held-out-tokens")
-    tau = global_threshold(sae, x)
+    H, k = x.shape[0], sae.cfg.k_int
+    batch = min(batch_size, H)
+    top = _GlobalTop(k * H, sae.d_sae, x.device)
+    btk = _Quality(sae.d_in)
+    sample = x[:256]  # a first lower bound for the selection (only speed depends on it)
+    lo = 0.8 * select_batch_topk(sae.preacts(sample).float(), k * sample.shape[0]).tau
+    for row0 in range(0, H, batch):
+        xb = x[row0:row0 + batch]  # (B, d_in)
+        pre = sae.preacts(xb).float()  # (B, d_sae)
+        sel = select_batch_topk(pre, k * xb.shape[0], lower_bound=lo)
+        codes = sel.codes(sel.pre_vals, xb.shape[0], sae.d_sae)
+        btk.add(xb, _decode(sae, codes, mode), int(sel.rows.numel()))
+        top.add(pre, row0, guess=0.5 * sel.tau)
+        lo = 0.8 * sel.tau
+    tau = top.threshold()
     # JumpReLU keeps pre > threshold; one float below tau also keeps the entries equal to it
     below = torch.nextafter(torch.tensor(tau), torch.tensor(-1.0)) if tau > 0 else torch.tensor(0.0)
     sae.threshold.fill_(float(below))
-    batch = min(batch_size, x.shape[0])
-    btk, jr = measure_forms(sae, x, batch, mode=mode)
-    result = Calibration(float(sae.threshold[0]), int(x.shape[0]), float(sae.cfg.k), batch,
-                         btk, jr)
+    jr = _Quality(sae.d_in)
+    jr.add(x, _decode(sae, top.codes(H), mode), int(top.vals.numel()))
+    result = Calibration(float(sae.threshold[0]), H, float(sae.cfg.k), batch, btk.stats(),
+                         jr.stats())
     log.info("threshold %.4g from %d held-out rows: L0 %.1f (BatchTopK %.1f), explained "
-             "variance %.4f (BatchTopK %.4f)", result.threshold, result.held_out_tokens,
-             jr.l0, btk.l0, jr.explained_variance, btk.explained_variance)
+             "variance %.4f (BatchTopK %.4f)", result.threshold, H, result.jumprelu.l0,
+             result.batchtopk.l0, result.jumprelu.explained_variance,
+             result.batchtopk.explained_variance)
     return result
+
+
+@torch.no_grad()
+def measure_forms(
+    sae: SparseAutoencoder, x: torch.Tensor, batch_size: int, *, mode: str = "sparse"
+) -> tuple[FormStats, FormStats]:
+    """(BatchTopK form in batches of ``batch_size``, JumpReLU form with the SAE's own
+    threshold) on the rows of ``x`` (N, d_in), e.g. activations neither training nor
+    calibration saw."""
+    btk, jr = _Quality(sae.d_in), _Quality(sae.d_in)
+    for row0 in range(0, x.shape[0], batch_size):
+        xb = x[row0:row0 + batch_size]  # (B, d_in)
+        enc = encode_batchtopk(sae, xb, mode=mode)
+        btk.add(xb, _decode(sae, enc.codes, mode), int(enc.codes.vals.numel()))
+        z = sae.encode(xb)  # (B, d_sae)
+        jr.add(xb, sae.decode(z), int((z != 0).sum()))
+    return btk.stats(), jr.stats()
 
 
 def write_calibration(out_dir: str | Path, calibration: Calibration) -> Path:

@@ -3,8 +3,9 @@
 Output folder ``OUT``: the SAE in sae-lens layout (``cfg.json`` + ``sae_weights.safetensors``,
 loadable by ``sae_lens.SAE.load_from_disk`` and ``radinterp.sae.load_sae``), its threshold
 calibrated on held-out rows (``calibration.json``), ``train_cfg.json`` (this run's resolved
-config), ``metrics.jsonl``, ``done.json``; while running, ``checkpoint/``. Rerunning a finished run is a no-op unless ``overwrite``; an
-interrupted run resumes from its checkpoint and ends with the same weights.
+config), ``metrics.jsonl``, ``done.json``; while running, ``checkpoint/``. Rerunning a finished
+run is a no-op unless ``overwrite``; an interrupted run resumes from its checkpoint and ends
+with the same weights.
 """
 
 from __future__ import annotations
@@ -109,11 +110,11 @@ class Trainer:
         self.provenance = provenance or {}
         self.info = D.init_distributed(cfg.device)
         self.device = D.resolve_device(cfg.device, self.info)
-        held = cfg.held_out_tokens or default_held_out(source.num_tokens())
         if not hasattr(source, "hold_out"):
             raise ValueError(f"{type(source).__name__} has no hold_out(n) method, which the "
                              f"threshold calibration needs; wrap the data in "
                              f"sae_training.TensorActivationSource or StoreActivationSource")
+        held = cfg.held_out_tokens or default_held_out(source.num_tokens())
         self.source, self.held_out = source.hold_out(held)  # held_out: (held, d_in)
         self.plan = resolve_plan(cfg, self.source, self.info.world_size, held)
         self.local_batch = self.plan.batch_size // self.info.world_size
@@ -319,7 +320,7 @@ class Trainer:
         m.update({
             "dead_latents": int((self.since_fired >= self.plan.dead_tokens).sum()),
             "dense_latents": int((freq > self.cfg.dense_frequency).sum()),
-            "threshold": float(self.state["tau"]),  # this step's BatchTopK threshold
+            "batchtopk_threshold": float(self.state["tau"]),  # of the window's last step
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "tokens": int(self.state["tokens"]),
             "tokens_per_s": (self.state["tokens"] - tokens0) / max(1e-9, time.perf_counter() - t0),

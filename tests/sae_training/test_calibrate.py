@@ -24,11 +24,11 @@ def _random_sae(k: float = 3) -> SparseAutoencoder:
     return sae
 
 
-def test_threshold_gives_batchtopk_over_the_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batch", [7, 64, 300])  # small batches: the slice-wide merge works
+def test_threshold_gives_batchtopk_over_the_slice(batch: int) -> None:
     sae = _random_sae()
     x = torch.randn(300, 12, generator=torch.Generator().manual_seed(2)) + 0.5
-    monkeypatch.setattr(C, "_CHUNK_ELEMENTS", 40 * 7)  # 7 rows a chunk: the merge is exercised
-    calib = C.calibrate(sae, x, batch_size=300)
+    calib = C.calibrate(sae, x, batch_size=batch)
     pre = sae.preacts(x).detach()  # (300, 40)
     top = pre.flatten().topk(3 * 300)
     expect = torch.zeros(pre.numel(), dtype=torch.bool)
@@ -36,12 +36,18 @@ def test_threshold_gives_batchtopk_over_the_slice(monkeypatch: pytest.MonkeyPatc
     assert torch.equal((sae.encode(x) > 0).flatten(), expect)  # JumpReLU == BatchTopK(slice)
     assert calib.threshold < float(top.values.min()) <= calib.threshold * (1 + 1e-6)
     assert torch.equal(sae.threshold, torch.full((40,), calib.threshold))
-    assert calib.jumprelu.l0 == pytest.approx(3.0) and calib.batchtopk.l0 == pytest.approx(3.0)
-    assert calib.jumprelu.explained_variance == pytest.approx(calib.batchtopk.explained_variance,
-                                                              abs=1e-6)
     recon = sae.decode(sae.encode(x)).detach()
     ev = 1 - (x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
     assert calib.jumprelu.explained_variance == pytest.approx(float(ev), abs=1e-5)
+    assert calib.jumprelu.l0 == pytest.approx(3.0) and calib.batchtopk.l0 == pytest.approx(3.0)
+    btk, jr = C.measure_forms(sae, x, batch)  # the same numbers through the training encode
+    assert btk.explained_variance == pytest.approx(calib.batchtopk.explained_variance, abs=1e-5)
+    assert jr.explained_variance == pytest.approx(calib.jumprelu.explained_variance, abs=1e-5)
+    if batch == 300:  # one batch: BatchTopK over the slice is the JumpReLU form
+        assert calib.jumprelu.explained_variance == pytest.approx(
+            calib.batchtopk.explained_variance, abs=1e-6)
+    else:
+        assert calib.jumprelu.explained_variance != calib.batchtopk.explained_variance
 
 
 def test_fewer_positive_preacts_than_k_keeps_every_positive_one() -> None:

@@ -27,7 +27,8 @@ def test_training_learns_and_logs_all_metrics(tmp_path: Path, acts: torch.Tensor
     assert [r["step"] for r in rows] == [20, 40, 60, 80, 100, 120]
     last = rows[-1]
     for key in ("mse", "explained_variance", "explained_variance/8", "explained_variance/32",
-                "explained_variance/64", "l0", "dead_latents", "dense_latents", "threshold"):
+                "explained_variance/64", "l0", "dead_latents", "dense_latents",
+                "batchtopk_threshold"):
         assert key in last
     assert last["explained_variance"] > 0.75
     assert last["explained_variance"] > rows[0]["explained_variance"]
