@@ -126,15 +126,14 @@ class _GlobalTop:
         return SparseCodes(rows, flat - rows * self.d_sae, self.vals[order], batch, self.d_sae)
 
 
-def _decode(sae: SparseAutoencoder, codes: SparseCodes, mode: str) -> torch.Tensor:
-    (part,) = grouped_decode(codes, sae.W_dec, [sae.d_sae], mode=mode)  # (B, d_in)
+def _decode(sae: SparseAutoencoder, codes: SparseCodes) -> torch.Tensor:
+    """Reconstruction (B, d_in) from sparse codes (no (B, d_sae) matrix on any device)."""
+    (part,) = grouped_decode(codes, sae.W_dec, [sae.d_sae], mode="sparse")  # (B, d_in)
     return part + sae.b_dec
 
 
 @torch.no_grad()
-def calibrate(
-    sae: SparseAutoencoder, held_out: torch.Tensor, batch_size: int, *, mode: str = "sparse"
-) -> Calibration:
+def calibrate(sae: SparseAutoencoder, held_out: torch.Tensor, batch_size: int) -> Calibration:
     """Set ``sae.threshold`` from ``held_out`` (H, d_in), in the SAE's input space, and
     measure both forms there. Rows holding NaN/inf are dropped (with a warning).
 
@@ -162,7 +161,7 @@ def calibrate(
         pre = sae.preacts(xb).float()  # (B, d_sae)
         sel = select_batch_topk(pre, k * xb.shape[0], lower_bound=lo)
         codes = sel.codes(sel.pre_vals, xb.shape[0], sae.d_sae)
-        btk.add(xb, _decode(sae, codes, mode), int(sel.rows.numel()))
+        btk.add(xb, _decode(sae, codes), int(sel.rows.numel()))
         top.add(pre, row0, guess=0.5 * sel.tau)
         lo = 0.8 * sel.tau
     tau = top.threshold()
@@ -170,7 +169,7 @@ def calibrate(
     below = torch.nextafter(torch.tensor(tau), torch.tensor(-1.0)) if tau > 0 else torch.tensor(0.0)
     sae.threshold.fill_(float(below))
     jr = _Quality(sae.d_in)
-    jr.add(x, _decode(sae, top.codes(H), mode), int(top.vals.numel()))
+    jr.add(x, _decode(sae, top.codes(H)), int(top.vals.numel()))
     result = Calibration(float(sae.threshold[0]), H, float(sae.cfg.k), batch, btk.stats(),
                          jr.stats())
     log.info("threshold %.4g from %d held-out rows: L0 %.1f (BatchTopK %.1f), explained "
@@ -182,7 +181,7 @@ def calibrate(
 
 @torch.no_grad()
 def measure_forms(
-    sae: SparseAutoencoder, x: torch.Tensor, batch_size: int, *, mode: str = "sparse"
+    sae: SparseAutoencoder, x: torch.Tensor, batch_size: int
 ) -> tuple[FormStats, FormStats]:
     """(BatchTopK form in batches of ``batch_size``, JumpReLU form with the SAE's own
     threshold) on the rows of ``x`` (N, d_in), e.g. activations neither training nor
@@ -190,8 +189,8 @@ def measure_forms(
     btk, jr = _Quality(sae.d_in), _Quality(sae.d_in)
     for row0 in range(0, x.shape[0], batch_size):
         xb = x[row0:row0 + batch_size]  # (B, d_in)
-        enc = encode_batchtopk(sae, xb, mode=mode)
-        btk.add(xb, _decode(sae, enc.codes, mode), int(enc.codes.vals.numel()))
+        enc = encode_batchtopk(sae, xb)
+        btk.add(xb, _decode(sae, enc.codes), int(enc.codes.vals.numel()))
         z = sae.encode(xb)  # (B, d_sae)
         jr.add(xb, sae.decode(z), int((z != 0).sum()))
     return btk.stats(), jr.stats()

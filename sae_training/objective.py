@@ -123,8 +123,8 @@ class MatryoshkaObjective(nn.Module):
         cols = dead_idx[top.indices]  # (B, k_aux)
         rows = torch.arange(B, device=x.device).unsqueeze(1).expand(B, k_aux)
         vals = gather_preacts(
-            self.sae, enc.x_c, rows.reshape(-1), cols.reshape(-1), top.values.reshape(-1), mode=self.mode,
-            mm_dtype=self.mm_dtype,
+            self.sae, enc.x_c, rows.reshape(-1), cols.reshape(-1), top.values.reshape(-1),
+            mode=self.mode, mm_dtype=self.mm_dtype,
         ).view(B, k_aux)
         recon_aux = decode_rows(cols, vals, self.sae.W_dec, mode=self.mode)  # (B, d_in)
         residual = (x - recon).detach()

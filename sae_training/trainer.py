@@ -338,8 +338,7 @@ class Trainer:
 
     def _finish(self) -> SparseAutoencoder:
         # every rank holds the same held-out rows and weights; rank 0's result is broadcast
-        calib = calibrate(self.sae, self.held_out * self.state["scale"], self.plan.batch_size,
-                          mode=self.mode)
+        calib = calibrate(self.sae, self.held_out * self.state["scale"], self.plan.batch_size)
         calib = D.broadcast_object(calib)
         self.sae.threshold.fill_(calib.threshold)
         final = SparseAutoencoder(self.sae.cfg).to(self.device)
