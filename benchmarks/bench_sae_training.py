@@ -7,6 +7,11 @@ b_dec initialised to the geometric median of the first batch). Reports tokens/s,
 explained variance and L0 for both, and the ratio. Target: ours >= 3x sae-lens tokens/s at
 explained variance >= sae-lens - 0.01.
 
+It also compares our trained (BatchTopK) form with the saved (JumpReLU) form, whose threshold
+the trainer calibrates on rows it holds out of the store (``calibration.json``), side by side
+on the benchmark's own held-out set. Target: the saved form's L0 within 15% of k and its
+explained variance within 0.02 of the BatchTopK form's (``saved_sae_target_met``).
+
     python benchmarks/bench_sae_training.py                       # d_in 576, d_sae 4608, k 32
     python benchmarks/bench_sae_training.py --steps 5 --d-in 64 --d-sae 512 --k 8 --batch 512
 
@@ -73,6 +78,7 @@ def run_ours(args, store: Path, out: Path, widths: list[int]) -> tuple[float, ob
 
     cfg = TrainConfig(d_sae=args.d_sae, k=args.k, widths=widths, batch_size=args.batch,
                       total_tokens=args.batch * args.steps, lr=args.lr, lr_schedule="constant",
+                      held_out_tokens=args.calibration_tokens,
                       dead_tokens=10**12, checkpoint_every=0, log_every=max(1, args.steps),
                       progress=False, kernels=args.kernels, seed=0)
     src = StoreActivationSource(store, shuffle_buffer_tokens=args.shuffle)
@@ -80,6 +86,17 @@ def run_ours(args, store: Path, out: Path, widths: list[int]) -> tuple[float, ob
     trainer = Trainer(cfg, src, out, overwrite=True)
     sae = trainer.fit()
     return time.perf_counter() - t0, sae
+
+
+def time_calibration(sae, x: torch.Tensor, batch: int) -> float:
+    """Seconds one calibration of ``sae`` on ``x`` takes (a copy: ``sae`` is left as it is)."""
+    import copy
+
+    from sae_training.calibrate import calibrate
+
+    t0 = time.perf_counter()
+    calibrate(copy.deepcopy(sae), x, batch)
+    return time.perf_counter() - t0
 
 
 def run_sae_lens(args, store: Path, widths: list[int], b_dec: torch.Tensor) -> tuple[float, object]:
@@ -122,6 +139,9 @@ def main() -> None:
     p.add_argument("--kernels", default="sparse")
     p.add_argument("--shuffle", type=int, default=16384, help="store shuffle buffer rows")
     p.add_argument("--eval-tokens", type=int, default=8192)
+    p.add_argument("--calibration-tokens", type=int, default=8192,
+                   help="rows our trainer holds out of the store to calibrate the threshold "
+                        "(added to the store, so both trainers see batch * steps other rows)")
     p.add_argument("--skip-sae-lens", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args()
@@ -131,11 +151,13 @@ def main() -> None:
     widths = [args.d_sae // 8, args.d_sae // 4, args.d_sae // 2, args.d_sae]
     tokens = args.batch * args.steps
 
+    from sae_training.batchtopk import encode_batchtopk
+    from sae_training.calibrate import CALIBRATION_FILE
     from sae_training.init import geometric_median
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        acts = synthetic(tokens, args.d_in, seed=0)
+        acts = synthetic(tokens + args.calibration_tokens, args.d_in, seed=0)
         held_out = synthetic(args.eval_tokens, args.d_in, seed=1)
         write_store(tmp / "store", acts)
         del acts
@@ -146,13 +168,25 @@ def main() -> None:
                                   "load_avg_before": os.getloadavg()}
 
         secs, ours = run_ours(args, tmp / "store", tmp / "ours", widths)
-        bt = ours.encode_batchtopk(held_out)
+        bt = encode_batchtopk(ours, held_out).codes.to_dense()  # the eval set as one batch
         res["ours"] = {
             "seconds": secs, "tokens_per_s": tokens / secs,
-            "batchtopk": evaluate(lambda x: (bt.codes.to_dense() @ ours.W_dec + ours.b_dec,
-                                             bt.codes.to_dense()), held_out),
+            "batchtopk": evaluate(lambda x: (bt @ ours.W_dec + ours.b_dec, bt), held_out),
             "jumprelu": evaluate(lambda x: (ours(x), ours.encode(x)), held_out),
+            "calibration": json.loads((tmp / "ours" / CALIBRATION_FILE).read_text()),
+            "calibration_seconds": time_calibration(ours, held_out, args.batch),
         }
+        trained, saved = res["ours"]["batchtopk"], res["ours"]["jumprelu"]
+        res["saved_sae"] = {
+            "form": ["batchtopk (trained)", "jumprelu (saved)"],
+            "explained_variance": [trained["explained_variance"], saved["explained_variance"]],
+            "l0": [trained["l0"], saved["l0"]],
+            "l0_within_15pct_of_k": abs(saved["l0"] - args.k) <= 0.15 * args.k,
+            "ev_within_0.02": abs(saved["explained_variance"]
+                                  - trained["explained_variance"]) <= 0.02,
+        }
+        res["saved_sae_target_met"] = bool(res["saved_sae"]["l0_within_15pct_of_k"]
+                                           and res["saved_sae"]["ev_within_0.02"])
         if not args.skip_sae_lens:
             secs, theirs = run_sae_lens(args, tmp / "store", widths, b_dec)
             theirs.eval()

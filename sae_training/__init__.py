@@ -1,8 +1,11 @@
 """Sparse-autoencoder training (Matryoshka BatchTopK), single process or torch.distributed.
 
 ``Trainer(TrainConfig(...), source, out_dir).fit()`` trains on any ``ActivationSource``
-(``radinterp.store`` stores, in-memory tensors) and writes an SAE folder that sae-lens and
-``radinterp.sae.load_sae`` load. CLI: ``radinterp train`` / ``python -m sae_training``.
+(``radinterp.store`` stores, in-memory tensors), calibrates the inference threshold on rows
+held out of the source (``calibrate``), and writes an SAE folder that sae-lens and
+``radinterp.sae.load_sae`` load. Everything only training needs is here: BatchTopK selection
+over ranks (``batchtopk``), the sparse kernels (``kernels``), initialisation and the decoder
+constraint. CLI: ``radinterp train`` / ``python -m sae_training``.
 """
 
 from sae_training.config import TrainConfig

@@ -38,6 +38,7 @@ def train_command(
     warmup_steps: int = typer.Option(0, "--warmup-steps", help="Linear warm-up steps."),
     batch_size: int = typer.Option(None, "--batch-size", help="Tokens per step over all processes (default 4096; smaller for tiny stores)."),
     total_tokens: int = typer.Option(None, "--total-tokens", help="Training tokens (default: several passes over the store)."),
+    held_out_tokens: int = typer.Option(None, "--held-out-tokens", help="Rows at the end of the store kept out of training to calibrate the inference threshold (default: a tenth, at most 8192)."),
     seed: int = typer.Option(0, "--seed", help="Seed for init and data order."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Checkpoint interval in steps (0 = never)."),
     normalize: str = typer.Option("none", "--normalize", help="none or expected_norm (folded into the saved SAE)."),
@@ -62,7 +63,7 @@ def train_command(
         cfg = TrainConfig(
             d_sae=d_sae, k=k, widths=_ints(widths), d_in=d_in, lr=lr, lr_schedule=lr_schedule,
             warmup_steps=warmup_steps, batch_size=batch_size, total_tokens=total_tokens,
-            seed=seed, checkpoint_every=checkpoint_every, normalize=normalize,
+            held_out_tokens=held_out_tokens, seed=seed, checkpoint_every=checkpoint_every, normalize=normalize,
             b_dec_init=b_dec_init, on_nonfinite=on_nonfinite, aux_k_coef=aux_k_coef,
             kernels=kernels, device=device, log_every=log_every, progress=progress,
             wandb_project=wandb_project, tensorboard_dir=tensorboard_dir,

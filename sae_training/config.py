@@ -7,7 +7,7 @@ import math
 
 from radinterp.config import BaseConfig
 from radinterp.sae.config import validate_widths
-from radinterp.sae.kernels import KERNEL_MODES
+from sae_training.kernels import KERNEL_MODES
 
 LR_SCHEDULES = ("constant", "linear_decay", "cosine")
 NORMALIZATIONS = ("none", "expected_norm")
@@ -51,6 +51,12 @@ class TrainConfig(BaseConfig):
     """Training tokens; None = enough passes over the store for 2000 steps (1 to 100
     passes), so a store of a few thousand tokens trains too."""
 
+    held_out_tokens: int | None = None
+    """Rows reserved at the end of the source (the last studies of a store) and never trained
+    on; after training the inference (JumpReLU) threshold is calibrated on them so that the
+    saved SAE's mean L0 is ``k``, and both forms' quality there goes to calibration.json.
+    None = a tenth of the source, at most 8192 rows."""
+
     seed: int = 0
     """Seed for initialisation and data order."""
 
@@ -68,9 +74,6 @@ class TrainConfig(BaseConfig):
 
     dense_frequency: float = 0.1
     """A latent firing on more than this fraction of tokens counts as dense."""
-
-    threshold_lr: float = 0.01
-    """EMA rate of the inference threshold towards each step's BatchTopK threshold."""
 
     normalize: str = "none"
     """none, or expected_norm: scale inputs so E||x||^2 = d_in, folded into the saved SAE."""
@@ -130,8 +133,9 @@ class TrainConfig(BaseConfig):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction}")
-        if not 0.0 < self.threshold_lr <= 1.0:
-            raise ValueError(f"threshold_lr must be in (0, 1], got {self.threshold_lr}")
+        if self.held_out_tokens is not None and self.held_out_tokens <= 0:
+            raise ValueError(f"held_out_tokens must be positive, got {self.held_out_tokens}; "
+                             f"pass --held-out-tokens N >= 1 or leave it unset")
         for name in ("warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -1,21 +1,30 @@
 """Where training activations come from: a small protocol, an in-memory source, the store.
 
-Any object with ``d_in``, ``iter_batches(...)`` and ``num_tokens()`` can feed the trainer;
-``radinterp.store``'s ``ActivationSource`` satisfies it. Sources may also offer
-``locate_nonfinite() -> list[str]`` (which shards hold NaN/inf) and ``describe() -> dict``
-(provenance such as model and site); the trainer uses them when present.
+Any object with ``d_in``, ``iter_batches(...)``, ``num_tokens()`` and ``hold_out(n)`` can
+feed the trainer. ``hold_out(n)`` reserves the last ``n`` rows for threshold calibration: it
+returns a source of the other rows (the trainer never sees the reserved ones) and the
+reserved rows as an (n, d_in) tensor. Sources may also offer ``locate_nonfinite() ->
+list[str]`` (which shards hold NaN/inf) and ``describe() -> dict`` (provenance such as model
+and site); the trainer uses them when present. ``StoreActivationSource`` wraps a
+``radinterp.store`` store.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
+
+#: Cap of the default held-out slice (``TrainConfig.held_out_tokens=None``).
+DEFAULT_HELD_OUT = 8192
 
 
 @runtime_checkable
@@ -33,6 +42,10 @@ class ActivationSource(Protocol):
 
     def num_tokens(self) -> int:
         """Total rows available per epoch (all ranks together)."""
+        ...
+
+    def hold_out(self, n_tokens: int) -> tuple[ActivationSource, torch.Tensor]:
+        """(a source without the last ``n_tokens`` rows, those rows as (n_tokens, d_in))."""
         ...
 
 
@@ -67,6 +80,12 @@ class TensorActivationSource:
 
     def num_tokens(self) -> int:
         return int(self.acts.shape[0])
+
+    def hold_out(self, n_tokens: int) -> tuple[TensorActivationSource, torch.Tensor]:
+        """The last ``n_tokens`` rows as a tensor, and a source of the rows before them."""
+        n = _check_hold_out(n_tokens, self.num_tokens())
+        rest = TensorActivationSource(self.acts[:n], name=self.name, shuffle=self.shuffle)
+        return rest, self.acts[n:].float()  # (n_tokens, d_in)
 
     def iter_batches(
         self, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0, epoch: int = 0
@@ -108,8 +127,37 @@ class StoreActivationSource:
         if "block_rows" not in reader_kwargs:  # small stores: enough blocks to deal to ranks
             n = self.store.num_tokens(site, reader_kwargs.get("token_kinds"))
             reader_kwargs["block_rows"] = min(4096, max(256, n // 64))
+        self.reader_kwargs = reader_kwargs
         self.inner = self.store.activation_source(site, **reader_kwargs)
         self.d_in = int(self.inner.d_in)
+
+    def hold_out(self, n_tokens: int) -> tuple[StoreActivationSource, torch.Tensor]:
+        """The last ``n_tokens`` rows of the store (of the selected token kinds, in row order:
+        the last studies captured) as a tensor, and a source that stops before them."""
+        from radinterp.store.reader import resolve_kinds
+
+        _check_hold_out(n_tokens, self.num_tokens())
+        kinds = resolve_kinds(self.reader_kwargs.get("token_kinds"))
+        shards, held, need = list(self.store.shards), [], n_tokens
+        while need:
+            ref = shards[-1]
+            kind = _kind_column(self.store, ref)  # (rows,)
+            keep = np.ones(ref.rows, dtype=bool) if kinds is None else np.isin(kind, kinds)
+            idx = np.nonzero(keep)[0][-need:]  # the last matching rows of this shard
+            if idx.size:
+                held.insert(0, self.store.get_rows(self.site, ref.row_offset + idx))
+                need -= int(idx.size)
+            cut = int(idx[0]) if idx.size else ref.rows  # rows [cut, rows) are held out
+            if cut == 0 or need:
+                shards.pop()
+                continue
+            counts = np.bincount(kind[:cut], minlength=len(ref.kind_counts))
+            shards[-1] = dataclasses.replace(ref, rows=cut, kind_counts=tuple(counts.tolist()))
+        rest = copy.copy(self)
+        rest.store = copy.copy(self.store)  # a view that reads only the rows before the cut
+        rest.store.shards = shards
+        rest.inner = rest.store.activation_source(self.site, **self.reader_kwargs)
+        return rest, torch.cat(held).float()  # (n_tokens, d_in)
 
     def num_tokens(self) -> int:
         return int(self.inner.num_tokens())
@@ -134,6 +182,24 @@ class StoreActivationSource:
     def describe(self) -> dict[str, Any]:
         return {"source": str(self.store.root), "site": self.site,
                 "model": self.store.manifest.get("model"), "num_tokens": self.num_tokens()}
+
+
+def _kind_column(store: Any, ref: Any) -> np.ndarray:
+    rows = np.arange(ref.row_offset, ref.row_offset + ref.rows)
+    return store.metadata(rows)["kind"].astype(np.int64)
+
+
+def _check_hold_out(n_tokens: int, n_total: int) -> int:
+    """Rows left for training after holding out ``n_tokens``; refuses to leave none."""
+    if not 0 < n_tokens < n_total:
+        raise ValueError(f"cannot hold out {n_tokens} of {n_total} tokens for threshold "
+                         f"calibration; pass --held-out-tokens between 1 and {n_total - 1}")
+    return n_total - n_tokens
+
+
+def default_held_out(n_total: int) -> int:
+    """Held-out rows when not configured: a tenth of the source, at most DEFAULT_HELD_OUT."""
+    return max(1, min(DEFAULT_HELD_OUT, n_total // 10))
 
 
 def open_activation_source(

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from radinterp import devices
-from radinterp.sae.batchtopk import Collectives
+from sae_training.batchtopk import Collectives
 
 
 @dataclasses.dataclass(frozen=True)

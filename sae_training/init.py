@@ -1,4 +1,5 @@
-"""Data-dependent initialisation, computed over the global batch (all ranks agree)."""
+"""Initialisation: random weights, then data-dependent statistics computed over the global
+batch (all ranks agree); and folding the input scale back into the weights at the end."""
 
 from __future__ import annotations
 
@@ -6,8 +7,21 @@ import itertools
 
 import torch
 
+from radinterp.sae import SparseAutoencoder
 from sae_training.data import ActivationSource
 from sae_training.distributed import DistInfo, all_reduce_
+
+
+@torch.no_grad()
+def init_weights(sae: SparseAutoencoder, generator: torch.Generator | None = None) -> None:
+    """Unit-norm random decoder rows, encoder = decoder transpose, zero biases and threshold."""
+    W = torch.randn(sae.d_sae, sae.d_in, generator=generator)  # (d_sae, d_in)
+    W /= W.norm(dim=1, keepdim=True)
+    sae.W_dec.copy_(W)
+    sae.W_enc.copy_(W.t())
+    sae.b_enc.zero_()
+    sae.b_dec.zero_()
+    sae.threshold.zero_()
 
 
 @torch.no_grad()
@@ -63,3 +77,15 @@ def estimate_input_scale(
                          "first batches; check the store or use --normalize none")
     mean_sq = float(total[0] / total[1])
     return (source.d_in / mean_sq) ** 0.5
+
+
+@torch.no_grad()
+def fold_input_scale(sae: SparseAutoencoder, scale: float) -> None:
+    """Fold a training-time input scaling ``x -> scale * x`` into the weights.
+
+    Afterwards the SAE reads and reconstructs raw activations; pre-activations, codes and
+    the threshold are unchanged.
+    """
+    sae.W_enc.mul_(scale)
+    sae.W_dec.div_(scale)
+    sae.b_dec.div_(scale)

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from radinterp.sae.batchtopk import LOCAL, Collectives
-from radinterp.sae.kernels import decode_rows, grouped_decode
-from radinterp.sae.model import SparseAutoencoder
+from radinterp.sae import SparseAutoencoder
+from sae_training.batchtopk import LOCAL, Collectives, encode_batchtopk, gather_preacts
+from sae_training.kernels import decode_rows, grouped_decode
 
 
 class _PrefixSSE(torch.autograd.Function):
@@ -85,8 +85,8 @@ class MatryoshkaObjective(nn.Module):
     ) -> dict[str, Any]:
         sae = self.sae
         B = x.shape[0]
-        enc = sae.encode_batchtopk(
-            x, lower_bound=lower_bound, mode=self.mode, mm_dtype=self.mm_dtype,
+        enc = encode_batchtopk(
+            sae, x, lower_bound=lower_bound, mode=self.mode, mm_dtype=self.mm_dtype,
             collectives=self.collectives, batch_global=B * self.world_size,
         )
         # G tensors (B, d_in): the decode of each Matryoshka group's selected latents
@@ -122,9 +122,9 @@ class MatryoshkaObjective(nn.Module):
         top = pre_dead.topk(k_aux, dim=1)  # (B, k_aux)
         cols = dead_idx[top.indices]  # (B, k_aux)
         rows = torch.arange(B, device=x.device).unsqueeze(1).expand(B, k_aux)
-        vals = self.sae.gather(
-            enc.x_c, rows.reshape(-1), cols.reshape(-1), top.values.reshape(-1), mode=self.mode,
-            mm_dtype=self.mm_dtype,
+        vals = gather_preacts(
+            self.sae, enc.x_c, rows.reshape(-1), cols.reshape(-1), top.values.reshape(-1),
+            mode=self.mode, mm_dtype=self.mm_dtype,
         ).view(B, k_aux)
         recon_aux = decode_rows(cols, vals, self.sae.W_dec, mode=self.mode)  # (B, d_in)
         residual = (x - recon).detach()

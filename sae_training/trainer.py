@@ -1,10 +1,11 @@
 """The training loop: one process or many (torchrun / accelerate launch, DDP), resumable.
 
 Output folder ``OUT``: the SAE in sae-lens layout (``cfg.json`` + ``sae_weights.safetensors``,
-loadable by ``sae_lens.SAE.load_from_disk`` and ``radinterp.sae.load_sae``),
-``train_cfg.json`` (this run's resolved config), ``metrics.jsonl``, ``done.json``; while
-running, ``checkpoint/``. Rerunning a finished run is a no-op unless ``overwrite``; an
-interrupted run resumes from its checkpoint and ends with the same weights.
+loadable by ``sae_lens.SAE.load_from_disk`` and ``radinterp.sae.load_sae``), its threshold
+calibrated on held-out rows (``calibration.json``), ``train_cfg.json`` (this run's resolved
+config), ``metrics.jsonl``, ``done.json``; while running, ``checkpoint/``. Rerunning a finished
+run is a no-op unless ``overwrite``; an interrupted run resumes from its checkpoint and ends
+with the same weights.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from tqdm.auto import tqdm
 from radinterp.config import write_json_atomic
 from radinterp.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
 from sae_training import distributed as D
+from sae_training.calibrate import calibrate, write_calibration
 from sae_training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sae_training.config import TrainConfig
-from sae_training.data import ActivationSource
-from sae_training.init import B_DEC_INITS, estimate_input_scale
+from sae_training.constraints import normalize_decoder, project_decoder_grad
+from sae_training.data import ActivationSource, default_held_out
+from sae_training.init import B_DEC_INITS, estimate_input_scale, fold_input_scale, init_weights
 from sae_training.metrics import BatchStats, MetricsLogger
 from sae_training.objective import MatryoshkaObjective
 
@@ -56,9 +59,13 @@ class Plan:
     batch_size: int  # global
     total_steps: int
     dead_tokens: int
+    held_out_tokens: int
 
 
-def resolve_plan(cfg: TrainConfig, source: ActivationSource, world_size: int) -> Plan:
+def resolve_plan(
+    cfg: TrainConfig, source: ActivationSource, world_size: int, held_out_tokens: int
+) -> Plan:
+    """Sizes for training on ``source`` (the rows left after holding out ``held_out_tokens``)."""
     if cfg.d_in is not None and cfg.d_in != source.d_in:
         raise ValueError(f"--d-in {cfg.d_in} does not match the store's d_in {source.d_in}; "
                          f"drop --d-in or point --acts at activations of width {cfg.d_in}")
@@ -82,7 +89,7 @@ def resolve_plan(cfg: TrainConfig, source: ActivationSource, world_size: int) ->
     dead = cfg.dead_tokens
     if dead is None:
         dead = min(10_000_000, max(batch, steps * batch // 5))
-    return Plan(source.d_in, batch, steps, dead)
+    return Plan(source.d_in, batch, steps, dead, held_out_tokens)
 
 
 def _mm_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -106,7 +113,13 @@ class Trainer:
         self.provenance = provenance or {}
         self.info = D.init_distributed(cfg.device)
         self.device = D.resolve_device(cfg.device, self.info)
-        self.plan = resolve_plan(cfg, source, self.info.world_size)
+        if not hasattr(source, "hold_out"):
+            raise ValueError(f"{type(source).__name__} has no hold_out(n) method, which the "
+                             f"threshold calibration needs; wrap the data in "
+                             f"sae_training.TensorActivationSource or StoreActivationSource")
+        held = cfg.held_out_tokens or default_held_out(source.num_tokens())
+        self.source, self.held_out = source.hold_out(held)  # held_out: (held, d_in)
+        self.plan = resolve_plan(cfg, self.source, self.info.world_size, held)
         self.local_batch = self.plan.batch_size // self.info.world_size
         self.mode = cfg.kernels
         if self.mode == "auto":
@@ -120,8 +133,8 @@ class Trainer:
                             site=desc.get("site"), model=desc.get("model"),
                             extra={k: v for k, v in desc.items() if k not in ("site", "model")})
         gen = torch.Generator().manual_seed(cfg.seed)
-        self.sae = SparseAutoencoder(sae_cfg, init=False)
-        self.sae.reset_parameters(gen)
+        self.sae = SparseAutoencoder(sae_cfg)
+        init_weights(self.sae, gen)
         self.sae.to(self.device)
         self.objective = MatryoshkaObjective(
             self.sae, aux_k_coef=cfg.aux_k_coef, aux_k=cfg.aux_k, mode=self.mode,
@@ -138,7 +151,7 @@ class Trainer:
         self.window_fired = torch.zeros(cfg.d_sae, dtype=torch.int64, device=self.device)
         self.state: dict[str, Any] = {
             "step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "scale": 1.0,
-            "threshold": None, "lower_bound": 0.0, "skipped_batches": 0,
+            "tau": 0.0, "lower_bound": 0.0, "skipped_batches": 0,
             "initialized": False, "world_size": self.info.world_size,
         }
 
@@ -286,24 +299,20 @@ class Trainer:
         with autocast:
             out = self.model(x, dead, st["lower_bound"])
         out["loss"].backward()
-        self.sae.project_decoder_grad()
+        project_decoder_grad(self.sae)
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.sae.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.sae.normalize_decoder()
+        normalize_decoder(self.sae)
         with torch.no_grad():
             fired = torch.bincount(out["cols"], minlength=cfg.d_sae)  # (d_sae,) local counts
             D.all_reduce_(fired)
             self.window_fired += fired
             self.since_fired += self.plan.batch_size
             self.since_fired[fired > 0] = 0
-            tau = float(out["tau"])
-            old = st["threshold"]
-            thr = tau if old is None else old + cfg.threshold_lr * (tau - old)
-            st["threshold"] = thr
-            self.sae.threshold.fill_(thr)
-            st["lower_bound"] = 0.8 * tau
+            st["tau"] = float(out["tau"])
+            st["lower_bound"] = 0.8 * st["tau"]
         return out
 
     def _metrics(self, stats: BatchStats, t0: float, tokens0: int) -> dict[str, float]:
@@ -314,7 +323,7 @@ class Trainer:
         m.update({
             "dead_latents": int((self.since_fired >= self.plan.dead_tokens).sum()),
             "dense_latents": int((freq > self.cfg.dense_frequency).sum()),
-            "threshold": float(self.state["threshold"] or 0.0),
+            "batchtopk_threshold": float(self.state["tau"]),  # of the window's last step
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "tokens": int(self.state["tokens"]),
             "tokens_per_s": (self.state["tokens"] - tokens0) / max(1e-9, time.perf_counter() - t0),
@@ -331,14 +340,19 @@ class Trainer:
         D.barrier()
 
     def _finish(self) -> SparseAutoencoder:
-        final = SparseAutoencoder(self.sae.cfg, init=False).to(self.device)
+        # every rank holds the same held-out rows and weights; rank 0's result is broadcast
+        calib = calibrate(self.sae, self.held_out * self.state["scale"], self.plan.batch_size)
+        calib = D.broadcast_object(calib)
+        self.sae.threshold.fill_(calib.threshold)
+        final = SparseAutoencoder(self.sae.cfg).to(self.device)
         final.load_state_dict(self.sae.state_dict())
         if self.state["scale"] != 1.0:
-            final.fold_input_scale(self.state["scale"])
+            fold_input_scale(final, self.state["scale"])  # pre-activations and threshold unchanged
         final.cfg.extra = {**final.cfg.extra, "input_scale_folded": self.state["scale"],
                            "train_tokens": self.state["tokens"]}
         if self.info.is_main:
             save_sae(final.cpu(), self.out, layout="sae_lens")
+            write_calibration(self.out, calib)
             write_json_atomic(self.out / TRAIN_CFG_FILE, self._run_record())
             write_json_atomic(self.out / DONE_FILE, {"step": self.state["step"],
                                                      "tokens": self.state["tokens"]})

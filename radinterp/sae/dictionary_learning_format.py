@@ -82,7 +82,7 @@ def _build(W_enc, b_enc, W_dec, b_dec, state, trainer, widths, arch) -> SparseAu
         widths=widths, architecture=arch, model=trainer.get("lm_name"),
         extra=_provenance(trainer),
     )
-    sae = ARCHITECTURES.get(arch)(cfg, init=False)
+    sae = ARCHITECTURES.get(arch)(cfg)
     sae.load_state_dict(
         {"W_enc": W_enc.float(), "b_enc": b_enc.float(), "W_dec": W_dec.float(),
          "b_dec": b_dec.float(), "threshold": _threshold_vector(state, int(d_sae))}

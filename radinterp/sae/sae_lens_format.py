@@ -131,7 +131,7 @@ def _from_jumprelu(cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> Spars
         )
     if "log_threshold" in state:
         state["threshold"] = torch.exp(state.pop("log_threshold"))
-    sae = ARCHITECTURES.get(sae_cfg.architecture)(sae_cfg, init=False)
+    sae = ARCHITECTURES.get(sae_cfg.architecture)(sae_cfg)
     sae.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return sae
 

@@ -21,6 +21,8 @@ def _trained_like_sae(seed: int = 0) -> SparseAutoencoder:
     sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, k=4, widths=[8, 32, 64],
                                       site="lm.blocks.15.resid_post", model="tiny"))
     with torch.no_grad():
+        sae.W_enc.normal_(0, 0.25)
+        sae.W_dec.normal_(0, 0.25)
         sae.b_enc.normal_(0, 0.3)
         sae.b_dec.normal_()
         sae.threshold.fill_(0.4)

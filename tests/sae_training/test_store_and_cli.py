@@ -89,3 +89,34 @@ def test_nan_in_a_store_shard_is_reported_by_file(tmp_path: Path, app: typer.Typ
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 3
     assert "shards/" in res.output and "(1 rows)" in res.output and "--on-nonfinite skip" in res.output
+
+
+@pytest.mark.parametrize("kinds", [None, ["report"]])
+def test_store_hold_out_takes_the_last_rows_and_training_never_reads_them(
+    tmp_path: Path, kinds: list[str] | None
+) -> None:
+    n = 1000
+    acts = torch.zeros(n, 16)
+    acts[:, 0] = torch.arange(n, dtype=torch.float32)  # column 0 names the row
+    manifest = make_manifest(model="tiny", sites=[SITE], dtype="float32", d_model=16,
+                             token_filter="all", shard_bytes=8 << 10)  # many small shards
+    with StoreWriter(tmp_path / "store", manifest, async_write=False) as w:
+        for s, lo in enumerate(range(0, n, 50)):
+            meta = {c: np.zeros(50, dt) for c, dt in META_COLUMNS.items()}
+            meta["kind"] = np.where(np.arange(lo, lo + 50) % 3 == 0, 3, 2).astype(np.int8)
+            w.append([f"study{s:03d}"], {SITE: acts[lo:lo + 50]}, meta)
+    kw = {} if kinds is None else {"token_kinds": kinds}
+    src = StoreActivationSource(tmp_path / "store", shuffle_buffer_tokens=64, **kw)
+    assert len(src.store.shards) > 3
+    rows = np.arange(n) if kinds is None else np.arange(0, n, 3)  # rows of the selected kind
+    rest, held = src.hold_out(130)
+    assert held[:, 0].long().tolist() == rows[-130:].tolist()
+    assert rest.num_tokens() == len(rows) - 130 and src.num_tokens() == len(rows)
+    for world in (1, 2):
+        seen = torch.cat([b[:, 0] for r in range(world)
+                          for b in rest.iter_batches(8, rank=r, world_size=world, seed=2)])
+        assert set(seen.long().tolist()) <= set(rows[:-130].tolist())
+        if world == 1:  # every training row is read, bar the last partial batch
+            assert len(seen) > len(rows) - 130 - 8
+    with pytest.raises(ValueError, match="--held-out-tokens between 1 and"):
+        src.hold_out(len(rows))

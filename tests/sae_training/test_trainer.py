@@ -27,7 +27,8 @@ def test_training_learns_and_logs_all_metrics(tmp_path: Path, acts: torch.Tensor
     assert [r["step"] for r in rows] == [20, 40, 60, 80, 100, 120]
     last = rows[-1]
     for key in ("mse", "explained_variance", "explained_variance/8", "explained_variance/32",
-                "explained_variance/64", "l0", "dead_latents", "dense_latents", "threshold"):
+                "explained_variance/64", "l0", "dead_latents", "dense_latents",
+                "batchtopk_threshold"):
         assert key in last
     assert last["explained_variance"] > 0.75
     assert last["explained_variance"] > rows[0]["explained_variance"]
@@ -62,8 +63,9 @@ def test_default_budget_trains_a_small_store(tmp_path: Path, acts: torch.Tensor)
     small = acts[:3000]
     trainer = Trainer(_cfg(total_tokens=None, batch_size=None), TensorActivationSource(small),
                       tmp_path / "sae")
-    assert trainer.plan.batch_size == 375  # the default 4096 would not fit: 1/8 of the store
-    assert trainer.plan.total_steps * 375 >= 5 * 3000  # several passes
+    assert trainer.plan.held_out_tokens == 300  # a tenth of the store is held out
+    assert trainer.plan.batch_size == 2700 // 8  # the default 4096 would not fit: 1/8 of the rest
+    assert trainer.plan.total_steps * 337 >= 5 * 2700  # several passes
     trainer.plan.total_steps = 30  # keep the test short; the default itself is checked above
     trainer.fit()
     assert (tmp_path / "sae" / "done.json").exists()

@@ -12,6 +12,9 @@ impossible across ranks without gathering everything), we:
 
 The result depends only on the global batch, never on how it is split across ranks or on
 ``lo``; this is what makes a 2-process run match a 1-process run.
+
+:func:`encode_batchtopk` is the training-time encode of a ``SparseAutoencoder``: the dense
+encoder matmul, this selection, and differentiable values of the selected entries.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from collections.abc import Callable
 
 import torch
 
-from radinterp.sae.kernels import SparseCodes
+from radinterp.sae import SparseAutoencoder
+from sae_training.kernels import SparseCodes, encoder_matmul, gather_encode
 
 
 @dataclasses.dataclass
@@ -98,3 +102,58 @@ def select_batch_topk(
         mins = collectives.gather_values(cand.min().reshape(1) if cand.numel() else cand)
         tau = float(mins.min()) if mins.numel() else 0.0
     return Selection(rows, cols, cand.float(), tau, n_sel)
+
+
+@dataclasses.dataclass
+class BatchTopKOutput:
+    """Result of :func:`encode_batchtopk`."""
+
+    codes: SparseCodes
+    """Selected latents with differentiable values."""
+    pre_mm: torch.Tensor
+    """(B, d_sae) float32 ``x_c @ W_enc`` without ``b_enc``, no grad (the aux-k loss reads
+    dead latents here)."""
+    x_c: torch.Tensor
+    """(B, d_in) encoder input (``x - b_dec`` when ``apply_b_dec_to_input``), no grad."""
+    tau: float
+    """Global BatchTopK threshold of this batch."""
+    n_selected: int
+    """Entries selected over all ranks."""
+
+
+def encode_batchtopk(
+    sae: SparseAutoencoder,
+    x: torch.Tensor,
+    *,
+    lower_bound: float = 0.0,
+    mode: str = "sparse",
+    mm_dtype: torch.dtype | None = None,
+    collectives: Collectives = LOCAL,
+    batch_global: int | None = None,
+) -> BatchTopKOutput:
+    """BatchTopK codes of ``x`` (B, d_in) as sparse entries, differentiable.
+
+    ``batch_global`` is the batch over all ranks (``collectives`` reduce over them); the
+    selection keeps ``k * batch_global`` entries of the global batch.
+    """
+    B = x.shape[0]
+    x_c = x - sae.b_dec.detach() if sae.cfg.apply_b_dec_to_input else x  # (B, d_in)
+    pre_mm = encoder_matmul(x_c, sae.W_enc, mm_dtype)  # (B, d_sae), no b_enc
+    n_global = sae.cfg.k_int * (batch_global if batch_global is not None else B)
+    sel = select_batch_topk(pre_mm, n_global, bias=sae.b_enc.detach(),
+                            lower_bound=lower_bound, collectives=collectives)
+    vals = gather_preacts(sae, x_c, sel.rows, sel.cols, sel.pre_vals, mode=mode,
+                          mm_dtype=mm_dtype)  # (nnz,)
+    return BatchTopKOutput(sel.codes(vals, B, sae.d_sae), pre_mm, x_c, sel.tau,
+                           sel.n_selected_global)
+
+
+def gather_preacts(
+    sae: SparseAutoencoder, x_c: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+    pre_vals: torch.Tensor, *, mode: str = "sparse", mm_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Differentiable pre-activations (nnz,) of ``sae`` at (rows, cols), from ``pre_vals``."""
+    return gather_encode(
+        x_c, sae.W_enc, sae.b_enc, sae.b_dec, rows, cols, pre_vals,
+        mode=mode, apply_b_dec=sae.cfg.apply_b_dec_to_input, mm_dtype=mm_dtype,
+    )

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from radinterp.sae import SAEConfig, SparseAutoencoder
-from radinterp.sae.batchtopk import select_batch_topk
-from radinterp.sae.kernels import GatherEncode, SparseCodes, grouped_decode
+from sae_training.batchtopk import select_batch_topk
+from sae_training.init import init_weights
+from sae_training.kernels import GatherEncode, SparseCodes, grouped_decode
 from sae_training.objective import MatryoshkaObjective
 
 WIDTHS = [6, 20, 48]
@@ -16,6 +17,7 @@ WIDTHS = [6, 20, 48]
 def _sae(seed: int = 1) -> SparseAutoencoder:
     torch.manual_seed(seed)
     sae = SparseAutoencoder(SAEConfig(d_in=12, d_sae=48, k=3, widths=WIDTHS))
+    init_weights(sae)
     with torch.no_grad():
         sae.b_dec.normal_()
         sae.b_enc.normal_(0, 0.1)
