@@ -120,7 +120,7 @@ def run_sae_lens(args, store: Path, widths: list[int], b_dec: torch.Tensor) -> t
                            lr_scheduler_name="constant", device="cpu", autocast=False,
                            dead_feature_window=10**9, feature_sampling_window=10**9,
                            logger=LoggingConfig(log_to_wandb=False))
-    src = open_store(store).activation_source(SITE, shuffle_buffer_tokens=args.shuffle)
+    src = open_store(store).site_batches(SITE, shuffle_buffer_tokens=args.shuffle)
     provider = src.sae_lens_provider(args.batch, seed=0)
     t0 = time.perf_counter()
     SAETrainer(cfg=cfg, sae=sae, data_provider=provider).fit()

@@ -128,7 +128,7 @@ class StoreActivationSource:
             n = self.store.num_tokens(site, reader_kwargs.get("token_kinds"))
             reader_kwargs["block_rows"] = min(4096, max(256, n // 64))
         self.reader_kwargs = reader_kwargs
-        self.inner = self.store.activation_source(site, **reader_kwargs)
+        self.inner = self.store.site_batches(site, **reader_kwargs)
         self.d_in = int(self.inner.d_in)
 
     def hold_out(self, n_tokens: int) -> tuple[StoreActivationSource, torch.Tensor]:
@@ -156,7 +156,7 @@ class StoreActivationSource:
         rest = copy.copy(self)
         rest.store = copy.copy(self.store)  # a view that reads only the rows before the cut
         rest.store.shards = shards
-        rest.inner = rest.store.activation_source(self.site, **self.reader_kwargs)
+        rest.inner = rest.store.site_batches(self.site, **self.reader_kwargs)
         return rest, torch.cat(held).float()  # (n_tokens, d_in)
 
     def num_tokens(self) -> int:

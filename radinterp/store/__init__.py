@@ -4,16 +4,16 @@
 metadata, rows, or shuffled fixed-size batches for SAE training. Format: docs/store_format.md.
 """
 
+from radinterp.store.batches import SiteBatches
 from radinterp.store.format import META_COLUMNS, STORE_DTYPES, StoreError
 from radinterp.store.manifest import make_manifest, read_manifest
 from radinterp.store.reader import Store, open_store
-from radinterp.store.source import ActivationSource
 from radinterp.store.writer import StoreWriter
 
 __all__ = [
     "META_COLUMNS",
     "STORE_DTYPES",
-    "ActivationSource",
+    "SiteBatches",
     "Store",
     "StoreError",
     "StoreWriter",

@@ -21,7 +21,7 @@ from radinterp.store.format import META_COLUMNS, ShardFile, StoreError, acts_key
 from radinterp.store.kinds import KindsArg, resolve_kinds
 from radinterp.store.manifest import RankProgress, read_manifest
 from radinterp.store.shuffle import sequential_batches, shuffle_batches
-from radinterp.store.source import ActivationSource, plan_blocks
+from radinterp.store.batches import SiteBatches, plan_blocks
 from radinterp.store.studies import (
     StudySpan,
     build_study_index,
@@ -342,10 +342,11 @@ class Store:
             if acts.shape[0]:
                 yield acts
 
-    def activation_source(self, site: str, **kwargs: Any) -> Any:
-        """An ``ActivationSource`` (iter_batches / num_tokens / d_in) for SAE training."""
+    def site_batches(self, site: str, **kwargs: Any) -> SiteBatches:
+        """``site`` as fixed-size training batches (iter_batches / num_tokens / d_in), the data
+        protocol of SAE trainers (``sae_training.data.ActivationSource``)."""
         self._check_site(site)
-        return ActivationSource(self, site, **kwargs)
+        return SiteBatches(self, site, **kwargs)
 
     def __repr__(self) -> str:
         m = self.manifest

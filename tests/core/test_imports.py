@@ -124,8 +124,8 @@ def test_the_walk_sees_the_core():
     # a function-level import is an edge (resolve_kinds imports TokenKind lazily)
     assert "radinterp.models.tokens" in edges["radinterp.store.kinds"]
     # a TYPE_CHECKING import is read but is no edge
-    assert "radinterp.store.reader" in imported["radinterp.store.source"]
-    assert "radinterp.store.reader" not in edges["radinterp.store.source"]
+    assert "radinterp.store.reader" in imported["radinterp.store.batches"]
+    assert "radinterp.store.reader" not in edges["radinterp.store.batches"]
 
 
 def test_the_cycle_finder_finds_cycles():

@@ -102,8 +102,8 @@ def test_sequential_batches_carry_remainders():
     assert torch.equal(torch.cat(out)[:, 0], torch.arange(12.0))
 
 
-def test_activation_source_protocol(store):
-    src = store.activation_source(SITES[0], shuffle_buffer_tokens=32, token_kinds=["report"])
+def test_site_batches_protocol(store):
+    src = store.site_batches(SITES[0], shuffle_buffer_tokens=32, token_kinds=["report"])
     assert src.d_in == store.d_model
     assert src.num_tokens() == store.num_tokens(token_kinds=[TokenKind.REPORT])
     batches = list(src.iter_batches(8, rank=0, world_size=1, seed=0, epoch=0))
@@ -119,7 +119,7 @@ def test_feeds_sae_lens_trainer(store):
     from sae_lens.training.sae_trainer import SAETrainer, SAETrainerConfig
 
     torch.manual_seed(0)
-    src = store.activation_source(SITES[0], shuffle_buffer_tokens=64)
+    src = store.site_batches(SITES[0], shuffle_buffer_tokens=64)
     sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=src.d_in, d_sae=16))
     cfg = SAETrainerConfig(
         n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False,

@@ -1,4 +1,4 @@
-"""Block plans for the training reader, and the ``ActivationSource`` handed to SAE trainers."""
+"""Block plans for the training reader, and ``SiteBatches``, one store site served to SAE trainers."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def plan_blocks(
     return BlockPlan(per_rank, rows)
 
 
-class ActivationSource:
+class SiteBatches:
     """One site of a store as the SAE trainer's data source.
 
     Implements the protocol ``iter_batches(batch_size, *, rank, world_size, seed, epoch)``,
