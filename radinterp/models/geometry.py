@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from radinterp.models.image import load_image, resize_crop_plan
+
 SizeLike = tuple[int, int] | Image.Image | np.ndarray | str | Path
 """An original image, or its size as (width, height)."""
 
@@ -35,8 +37,6 @@ def image_size_of(image: SizeLike) -> tuple[int, int]:
         if image.ndim not in (2, 3):
             raise ValueError(f"image array has shape {image.shape}; pass (H, W) or (H, W, C)")
         return int(image.shape[1]), int(image.shape[0])
-    from radinterp.models.image import load_image
-
     return load_image(image).size
 
 
@@ -69,14 +69,12 @@ class PatchGeometry:
         if self.size % self.patch_size:
             raise ValueError(f"image size {self.size} is not a multiple of patch size "
                              f"{self.patch_size}; use the adapter's (adapter.patch_geometry)")
-        # exactly resize_centre_crop's arithmetic (a test checks the two agree pixel for pixel)
-        scale = self.size / min(self.width, self.height)
-        nw = max(self.size, round(self.width * scale))
-        nh = max(self.size, round(self.height * scale))
+        # resize_centre_crop's own plan (a test checks the two agree pixel for pixel)
+        nw, nh, left, top = resize_crop_plan(self.width, self.height, self.size)
         object.__setattr__(self, "resized_width", nw)
         object.__setattr__(self, "resized_height", nh)
-        object.__setattr__(self, "left", (nw - self.size) // 2)
-        object.__setattr__(self, "top", (nh - self.size) // 2)
+        object.__setattr__(self, "left", left)
+        object.__setattr__(self, "top", top)
 
     @classmethod
     def of(cls, image: SizeLike, size: int, patch_size: int) -> PatchGeometry:

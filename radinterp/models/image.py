@@ -97,13 +97,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def resize_crop_plan(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(resized_width, resized_height, left, top) of :func:`resize_centre_crop`: the one place
+    its rounding lives (``radinterp.models.geometry`` inverts it)."""
+    scale = size / min(width, height)
+    nw, nh = max(size, round(width * scale)), max(size, round(height * scale))
+    return nw, nh, (nw - size) // 2, (nh - size) // 2
+
+
 def resize_centre_crop(image: Image.Image, size: int) -> Image.Image:
     """Resize the shortest side to ``size`` (bicubic), then centre-crop a square."""
-    w, h = image.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    nw, nh, left, top = resize_crop_plan(*image.size, size)
     image = image.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
     return image.crop((left, top, left + size, top + size))
 
 
