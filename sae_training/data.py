@@ -154,8 +154,7 @@ class StoreActivationSource:
             counts = np.bincount(kind[:cut], minlength=len(ref.kind_counts))
             shards[-1] = dataclasses.replace(ref, rows=cut, kind_counts=tuple(counts.tolist()))
         rest = copy.copy(self)
-        rest.store = copy.copy(self.store)  # a view that reads only the rows before the cut
-        rest.store.shards = shards
+        rest.store = self.store.head(shards)  # reads only the rows before the cut
         rest.inner = rest.store.site_batches(self.site, **self.reader_kwargs)
         return rest, torch.cat(held).float()  # (n_tokens, d_in)
 

@@ -7,6 +7,7 @@ was killed) reads as its committed prefix.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -123,6 +124,21 @@ class Store:
         while len(self._open) > 16:
             self._open.popitem(last=False)[1].close()
         return f
+
+    def head(self, shards: Sequence[ShardRef]) -> Store:
+        """A read-only view of this store that sees only ``shards``: a prefix of ``self.shards``
+        whose last entry may be cut short (SAE training without its held-out rows). Open files
+        are shared; per-study indexes are rebuilt for the view."""
+        shards = list(shards)
+        ok = len(shards) <= len(self.shards) and all(
+            a.file == b.file and a.row_offset == b.row_offset and a.rows <= b.rows
+            for a, b in zip(shards, self.shards))
+        if not ok or any(s.rows != full.rows for s, full in zip(shards[:-1], self.shards)):
+            raise ValueError("a store view takes a prefix of the store's shards (only the last may "
+                             "be cut short); build it from store.shards")
+        view = copy.copy(self)
+        view.shards, view._study_index = shards, None
+        return view
 
     def close(self) -> None:
         while self._open:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,17 @@ def test_feeds_sae_lens_trainer(store):
     trainer = SAETrainer(cfg, sae, src.sae_lens_provider(16))
     trainer.fit()
     assert trainer.n_training_samples == 16 * 20
+
+
+def test_head_view_sees_only_a_prefix_of_rows(store):
+    ref = store.shards[0]
+    cut = dataclasses.replace(ref, rows=ref.rows - 3,
+                              kind_counts=tuple(np.bincount(
+                                  store.metadata(np.arange(ref.rows - 3))["kind"].astype(int),
+                                  minlength=len(ref.kind_counts)).tolist()))
+    view = store.head([cut])
+    assert view.num_tokens() == ref.rows - 3 and store.num_tokens() > view.num_tokens()
+    got = torch.cat([acts for acts, _ in view.iter_chunks(SITES[0])])
+    assert torch.equal(got, store.get_rows(SITES[0], np.arange(ref.rows - 3)).to(got.dtype))
+    with pytest.raises(ValueError, match="prefix"):
+        store.head(store.shards[1:] or [dataclasses.replace(ref, rows=ref.rows + 1)])
