@@ -58,17 +58,25 @@ def mask_share(encoder, latent: int, sa: ScopeActs, study_idx: np.ndarray,
     return float(np.mean(shares)), float(np.mean(areas)), len(shares)
 
 
-def write_twin_jsonl(studies: list[Study], path: str | Path) -> Path:
-    """Write the healthy twins of phantom ``studies`` as a MIMIC-style JSONL study list."""
-    path = Path(path)
-    rows = []
+def twin_studies(studies: list[Study]) -> list[Study]:
+    """The healthy twins of phantom ``studies``: same ids and prompt fields, no report."""
+    out = []
     for s in studies:
         twin = s.meta.get("healthy")
         if not twin:
             raise ValueError(f"study {s.study_id!r} has no healthy twin (meta['healthy']); "
                              "counterfactuals need phantom folders from radinterp phantoms")
-        rows.append({"study_id": s.study_id, "frontal": str(twin), "indication": s.indication,
-                     "technique": s.technique, "comparison": s.comparison})
+        out.append(Study(s.study_id, frontal=str(twin), indication=s.indication,
+                         technique=s.technique, comparison=s.comparison, meta={"twin_of": s.study_id}))
+    return out
+
+
+def write_twin_jsonl(studies: list[Study], path: str | Path) -> Path:
+    """Write the healthy twins of phantom ``studies`` as a MIMIC-style JSONL study list (to
+    capture with ``radinterp capture --data PATH``)."""
+    path = Path(path)
+    rows = [{"study_id": t.study_id, "frontal": t.frontal, "indication": t.indication,
+             "technique": t.technique, "comparison": t.comparison} for t in twin_studies(studies)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -85,8 +85,9 @@ def planted(studies: list[Study], findings: list[str] | None = None) -> tuple[li
     return list(names), out
 
 
-def patch_grid(store, cfg: RecoveryConfig) -> tuple[int, int]:
+def patch_grid(store, cfg: RecoveryConfig | None = None) -> tuple[int, int]:
     """(image_size, patch_size): the config's, else the capturing adapter's from the manifest."""
+    cfg = cfg or RecoveryConfig()
     adapter = store.manifest.get("config", {}).get("adapter", {})
     size, patch = cfg.image_size or adapter.get("image_size"), cfg.patch_size or adapter.get("patch_size")
     if not size or not patch:
@@ -102,15 +103,24 @@ def _score_encoder(encoder, name: str, sa: ScopeActs, y: np.ndarray, sel, held, 
     return {"name": name, **asdict(m), "_scores": scores}
 
 
-def evaluate_recovery(store, site: str, sae, studies: list[Study], *, twins=None,
+def scopes_from_store(store, site: str, cfg: RecoveryConfig) -> dict[str, ScopeActs]:
+    """Each of ``cfg.scopes`` read from one store (see :func:`eval.recovery.metrics.load_scope`)."""
+    return {scope: load_scope(store, site, scope) for scope in cfg.scopes}
+
+
+def evaluate_recovery(scopes: dict[str, ScopeActs], sae, studies: list[Study], *,
+                      twins: ScopeActs | None = None, grid: tuple[int, int] | None = None,
                       cfg: RecoveryConfig | None = None, findings: list[str] | None = None) -> dict:
-    """Recovery of every planted finding by ``sae``, a random SAE and a probe, per scope."""
+    """Recovery of every planted finding by ``sae``, a random SAE and a probe, per scope.
+
+    ``scopes``: scope name -> its activations (``scopes_from_store`` or the image prefix
+    capture); ``twins``: the healthy twins' image activations; ``grid``: (image_size,
+    patch_size) of the adapter, needed for the image scope's mask share."""
     cfg = cfg or RecoveryConfig()
     names, truth = planted(studies, findings)
     by_id = {s.study_id: s for s in studies}
-    result: dict = {"site": site, "cfg": cfg.to_dict(), "scopes": {}}
-    for scope in cfg.scopes:
-        sa = load_scope(store, site, scope)
+    result: dict = {"cfg": cfg.to_dict(), "scopes": {}}
+    for scope, sa in scopes.items():
         missing = [sid for sid in sa.study_ids if sid not in by_id]
         if missing:
             raise ValueError(f"{len(missing)} studies of the store are not in the given studies "
@@ -131,10 +141,11 @@ def evaluate_recovery(store, site: str, sae, studies: list[Study], *, twins=None
         masks = known = None
         if scope == "image":
             st = [by_id[sid] for sid in sa.study_ids]
-            masks, known = patch_masks(st, names, *patch_grid(store, cfg))
+            size, patch = grid or (cfg.image_size, cfg.patch_size)
+            if size and patch:
+                masks, known = patch_masks(st, names, size, patch)
             if twins is not None:
-                tw = load_scope(twins, site, "image")
-                twin = {"trained": twin_scores(sae, sa, tw), "random": twin_scores(rand, sa, tw)}
+                twin = {"trained": twin_scores(sae, sa, twins), "random": twin_scores(rand, sa, twins)}
         for j in keep:
             y = Y[:, j]
             row: dict = {"finding": names[j], "n_pos_held": int(y[held].sum()),
