@@ -163,12 +163,14 @@ def register(app: typer.Typer) -> None:
         site: str = typer.Option("lm.blocks.15.resid_post", help="Canonical site to capture."),
         eval_studies: int = typer.Option(16, help="Studies to generate reports for (0 = skip)."),
         sae_passes: int = typer.Option(20, help="SAE training passes over the captured tokens."),
+        sae_tokens: str = typer.Option("image", help="Positions the SAE trains on: image or all."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     ) -> None:
         """Run the pipeline end to end: phantoms, capture, SAE, report quality, recovery."""
         try:
             cfg = DemoConfig(out=str(out), model=model, n_studies=n_studies, site=site,
-                             eval_studies=eval_studies, sae_passes=sae_passes, progress=progress)
+                             eval_studies=eval_studies, sae_passes=sae_passes, sae_tokens=sae_tokens,
+                             progress=progress)
             summary = run_demo(cfg)
         except (ValueError, KeyError, FileNotFoundError) as exc:
             typer.echo(f"error: {exc}", err=True)
