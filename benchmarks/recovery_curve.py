@@ -34,6 +34,7 @@ from eval.recovery.counterfactual import twin_studies  # noqa: E402
 from eval.recovery.curve import CurvePoint, run_point, training_acts  # noqa: E402
 from eval.recovery.plot import curve_rows, load_points, markdown_table, plot_curve  # noqa: E402
 from eval.recovery.prefix_capture import cached_image_prefix  # noqa: E402
+from eval.recovery.recovery import RecoveryConfig  # noqa: E402
 
 log = logging.getLogger("recovery_curve")
 KEYS = {"n": ("n_studies", int), "tokens": ("tokens", str), "d": ("d_sae", int), "k": ("k", int),
@@ -127,6 +128,10 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=400)
     ap.add_argument("--layers", type=int, nargs="+", default=[11, 15])
     ap.add_argument("--point", action="append", default=[], help="grid point (repeat)")
+    ap.add_argument("--random-mode", default="topk", choices=["topk", "threshold"],
+                    help="sparsity of the random SAE: per-token top-k or one threshold")
+    ap.add_argument("--tag", default="", help="score the SAEs of WORK/points again into "
+                    "WORK/points-TAG (other --random-mode), training only missing ones")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
@@ -138,11 +143,14 @@ def main() -> None:
     if bad:
         raise SystemExit(f"error: points {bad} read layers not in --layers {args.layers}; add them")
     data = Data(args)
+    results = work / (f"points-{args.tag}" if args.tag else "points")
+    rcfg = RecoveryConfig(scopes=("image",), random_mode=args.random_mode)
     for p in points:
         t = time.time()
         scopes, twins = data.eval_scopes()
-        res = run_point(p, data.train_acts, {"image": scopes[p.site]}, data.eval_studies,
-                        work / "points", twins=twins[p.site], grid=_grid(data))
+        res = run_point(p, data.train_acts, {"image": scopes[p.site]}, data.eval_studies, results,
+                        twins=twins[p.site], grid=_grid(data), recovery_cfg=rcfg,
+                        sae_root=work / "points")
         s = res["summary"].get("image", {})
         log.info("%s: F1 %s vs %s, mask %s vs %s, falls %s vs %s (%.0f s)", p.name,
                  *(f"{s.get(k, {}).get(w) or float('nan'):.3f}" for k in ("f1", "mask_share", "cf_drop")

@@ -110,16 +110,20 @@ def train_sae(point: CurvePoint, acts: torch.Tensor, out: Path, progress: bool =
 def run_point(point: CurvePoint, train_acts: Callable[[CurvePoint], torch.Tensor],
               scopes: dict[str, ScopeActs], studies: list[Study], out_dir: str | Path, *,
               twins: ScopeActs | None = None, grid: tuple[int, int] | None = None,
-              recovery_cfg: RecoveryConfig | None = None, progress: bool = False) -> dict:
+              recovery_cfg: RecoveryConfig | None = None, sae_root: str | Path | None = None,
+              progress: bool = False) -> dict:
     """Train the point's SAE on ``train_acts(point)`` (N, d_in) and score its recovery on
-    ``scopes`` (the point's site) beside the baselines; skipped when its result exists."""
+    ``scopes`` (the point's site) beside the baselines; skipped when its result exists.
+    ``sae_root``: where the point's SAE lives (default ``out_dir``); a finished SAE there is
+    loaded, not retrained, so other recovery settings can score the same SAEs."""
     out = Path(out_dir) / point.name
+    sae_dir = Path(sae_root or out_dir) / point.name / "sae"
     if (out / RESULT_FILE).exists():
         return json.loads((out / RESULT_FILE).read_text())
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     acts = train_acts(point)  # (N, d_in)
-    sae = train_sae(point, acts, out / "sae", progress=progress)
+    sae = train_sae(point, acts, sae_dir, progress=progress)
     t_train = time.time() - t0
     calib = acts[torch.randperm(len(acts), generator=torch.Generator().manual_seed(0))[:50_000]]
     l0_own = mean_l0(sae, calib)
