@@ -38,8 +38,8 @@ class DemoConfig(BaseConfig):
     """Residual site (layer 15, as in the MAIRA-2 SAE study)."""
     token_filter: str = "all"
     """Positions to capture (TOKEN_FILTERS name); recovery scores the image and text ones."""
-    sae_tokens: str = "image"
-    """Positions the SAE trains on: ``image`` (patch tokens only) or ``all`` captured ones."""
+    sae_tokens: str = "all"
+    """Positions the SAE trains on: ``all`` captured ones or ``image`` (patch tokens only)."""
     expansion: int = 4
     """d_sae = expansion * d_model."""
     k: int = 16
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
         site: str = typer.Option("lm.blocks.15.resid_post", help="Canonical site to capture."),
         eval_studies: int = typer.Option(16, help="Studies to generate reports for (0 = skip)."),
         sae_passes: int = typer.Option(20, help="SAE training passes over the captured tokens."),
-        sae_tokens: str = typer.Option("image", help="Positions the SAE trains on: image or all."),
+        sae_tokens: str = typer.Option("all", help="Positions the SAE trains on: all or image."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     ) -> None:
         """Run the pipeline end to end: phantoms, capture, SAE, report quality, recovery."""

@@ -23,7 +23,8 @@ def test_auroc_columns_matches_definition():
 
 def test_demo_pipeline_with_tiny_model(tmp_path):
     cfg = DemoConfig(out=str(tmp_path / "demo"), model="tiny", n_studies=12, site="lm.blocks.1.resid_post",
-                     image_size=112, eval_studies=0, sae_passes=2, expansion=2, k=8, progress=False)
+                     image_size=112, eval_studies=0, sae_passes=2, expansion=2, k=8, sae_tokens="image",
+                     progress=False)
     summary = run_demo(cfg)
     out = tmp_path / "demo"
     for stage in ("phantoms", "acts", "sae"):
