@@ -30,8 +30,9 @@ class DemoConfig(BaseConfig):
     """Folder holding one sub-folder per stage."""
     model: str = "demo"
     """Adapter to interpret (default: the demo radiology model trained on phantoms)."""
-    n_studies: int = 48
-    """Phantom studies to capture."""
+    n_studies: int = 200
+    """Phantom studies to capture (half choose each finding's latent, half score it; 48 left
+    most findings with a handful of held-out positives)."""
     seed: int = 20261127
     """Phantom seed (not one the demo model was trained on)."""
     site: str = "lm.blocks.15.resid_post"
@@ -159,7 +160,7 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Path = typer.Option(Path("runs/demo"), help="Output folder (one sub-folder per stage)."),
         model: str = typer.Option("demo", help="Adapter to interpret."),
-        n_studies: int = typer.Option(48, help="Phantom studies to capture."),
+        n_studies: int = typer.Option(200, help="Phantom studies to capture."),
         site: str = typer.Option("lm.blocks.15.resid_post", help="Canonical site to capture."),
         eval_studies: int = typer.Option(16, help="Studies to generate reports for (0 = skip)."),
         sae_passes: int = typer.Option(20, help="SAE training passes over the captured tokens."),
