@@ -112,11 +112,12 @@ class Data:
         return training_acts(open_store(out), point.site, "all", point.n_studies)
 
 
-def write_outputs(work: Path) -> None:
-    rows = curve_rows(load_points(work / "points"))
+def write_outputs(results: Path, stem: Path) -> None:
+    """``stem``.md (markdown table) and ``stem``.html (+ .png) of every point under ``results``."""
+    rows = curve_rows(load_points(results))
     if rows:
-        (work / "curve.md").write_text(markdown_table(rows) + "\n")
-        plot_curve(rows, work / "curve")
+        stem.with_suffix(".md").write_text(markdown_table(rows) + "\n")
+        plot_curve(rows, stem)
 
 
 def main() -> None:
@@ -134,6 +135,7 @@ def main() -> None:
                     "WORK/points-TAG (other --random-mode), training only missing ones")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--plot-only", action="store_true", help="rewrite the table and plot, train nothing")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -142,8 +144,11 @@ def main() -> None:
     bad = [p.name for p in points if p.layer not in args.layers]
     if bad:
         raise SystemExit(f"error: points {bad} read layers not in --layers {args.layers}; add them")
-    data = Data(args)
     results = work / (f"points-{args.tag}" if args.tag else "points")
+    if args.plot_only:
+        write_outputs(results, work / f"curve-{args.tag}" if args.tag else work / "curve")
+        return
+    data = Data(args)
     rcfg = RecoveryConfig(scopes=("image",), random_mode=args.random_mode)
     for p in points:
         t = time.time()
@@ -155,7 +160,7 @@ def main() -> None:
         log.info("%s: F1 %s vs %s, mask %s vs %s, falls %s vs %s (%.0f s)", p.name,
                  *(f"{s.get(k, {}).get(w) or float('nan'):.3f}" for k in ("f1", "mask_share", "cf_drop")
                    for w in ("trained", "random")), time.time() - t)
-        write_outputs(work)
+        write_outputs(results, work / f"curve-{args.tag}" if args.tag else work / "curve")
 
 
 def _grid(data: Data) -> tuple[int, int]:
