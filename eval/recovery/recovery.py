@@ -1,7 +1,8 @@
 """Planted-finding recovery of a trained SAE beside its baselines, per scope.
 
-:func:`evaluate_recovery` takes a store of phantom studies (and optionally a store of their
-healthy twins), a trained SAE and the studies, and for each scope (image, text) and finding
+:func:`evaluate_recovery` takes the activations of phantom studies per scope (from a store:
+:func:`scopes_from_store`; or the image prefix capture), optionally their healthy twins' image
+activations, a trained SAE and the studies, and for each scope (image, text) and finding
 scores the trained SAE, a random SAE of the same shape and sparsity, and a linear probe:
 held-out AUROC, held-out firing F1, mask share (image) and the counterfactual drop rate
 (image, with twins). :func:`summarize` gives the margins the issue's targets are stated in.
