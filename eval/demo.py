@@ -145,10 +145,10 @@ def format_summary(summary: dict) -> str:
     if summary["report_macro_f1"] is not None:
         lines.append(f"generated-report macro-F1 vs planted labels: {summary['report_macro_f1']:.3f}")
     rec = summary["recovery"]
-    lines.append("planted-finding recovery: latent chosen on half the studies, scored on the other "
-                 "half; trained SAE / random SAE of the same shape and L0; the probe is a linear "
-                 "read-out of the layer (the most it holds). Text positions include the "
-                 "teacher-forced report, which names the findings: reading, not seeing.")
+    lines += ["planted-finding recovery: latent chosen on half the studies, scored on the other half;",
+              "trained SAE / random SAE of the same shape and L0; the probe is a linear read-out of",
+              "the layer (the most it holds). Text positions include the teacher-forced report, which",
+              "names the findings: reading, not seeing."]
     for scope in rec["scopes"]:
         lines += format_findings(rec, scope)
     lines += format_summary_lines(rec)
