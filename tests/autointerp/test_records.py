@@ -100,6 +100,12 @@ def test_reservoir_is_deterministic_and_samples_more_than_the_top(planted_store,
     assert ids(c) != ids(a)
     top3 = {e.study_id for e in a.top[3]}
     assert {e.study_id for e in a.reservoir[3]} - top3  # not only the strongest
+    capped = build_records(planted_store, planted_sae, RecordsConfig(top_k=3, max_positions=1))
+    for full, one in zip(a.top[0], capped.top[0], strict=True):  # the strongest position kept
+        assert len(full.positions) == 2 and one.positions.tolist() == full.positions[:1].tolist()
+        assert one.values[0] == one.activation == full.activation
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        RecordsConfig(top_k=0)
 
 
 def test_sampling_quantiles_negatives_and_split(planted_store, planted_sae):
