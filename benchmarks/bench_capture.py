@@ -45,7 +45,9 @@ from radinterp.data.sources import open_studies  # noqa: E402
 from radinterp.hooks import capture  # noqa: E402
 from radinterp.store import StoreWriter, make_manifest  # noqa: E402
 
-REAL_CXR = Path("/work/shared/data/real-cxr")
+REAL_CXR = next((p for p in (Path(__file__).resolve().parents[2] / "shared/data/real-cxr",
+                             Path("/work/shared/data/real-cxr")) if p.is_dir()),
+                Path("/work/shared/data/real-cxr"))
 
 
 def build_maira2_scale(device: str, text_layers: int | None, image_size: int):

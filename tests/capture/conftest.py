@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REAL_CXR = Path("/work/shared/data/real-cxr")
+from tests.shared_data import REAL_CXR  # noqa: F401  (re-exported to the capture tests)
 
 
 def _png(path: Path, h: int, w: int, seed: int) -> str:

@@ -32,8 +32,8 @@ from radinterp.data.sources import image_problem, open_studies
 from radinterp.models.dicom import is_dicom
 from radinterp.models.image import ImagePreprocess, load_image, preprocess_image, to_greyscale_uint8
 from radinterp.store import open_store
+from tests.shared_data import REAL_CXR
 
-REAL_CXR = Path("/work/shared/data/real-cxr")
 # two non-square real radiographs whose values do not span 0-255 (so min-max does work)
 IMAGES = ("hannover_covid/images/6b5af975.png", "hannover_covid/images/26e8db49.png")
 CFG = ImagePreprocess(size=112)

@@ -4,7 +4,6 @@ image settings: boxes undo resize + centre-crop, masks land on the patches the m
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from radinterp.models.arch import Maira2Scale
 from radinterp.models.geometry import PatchGeometry, mask_patch_fraction
 from radinterp.models.image import ImagePreprocess, resize_centre_crop
 from radinterp.overlay import heatmap_on_pixels, overlay_image, write_overlay
+from tests.shared_data import REAL_CXR
 
-REAL_CXR = Path("/work/shared/data/real-cxr")
 LANDSCAPE = "covid_chestxray_cc/images/thnov10p5641g006-c.png"  # 256 x 189, with a lung mask
 PORTRAIT = "covid_chestxray_cc/images/41182_2020_203_Fig4_HTML.png"  # 213 x 256, with a lung mask
 

@@ -15,6 +15,7 @@ import torch
 import radinterp.store.reader as reader_mod
 from radinterp.store import StoreError, StoreWriter, make_manifest, open_store
 from radinterp.store.format import META_COLUMNS, ShardFile, acts_key
+from tests.shared_data import REAL_CXR
 from tests.store.conftest import D, SITES, batch_rows
 
 IMAGE, REPORT = 0, 3
@@ -151,12 +152,12 @@ def test_open_studies_from_the_manifest_and_after_a_move(tmp_path):
 def test_capture_records_its_data_and_reopens_it(tmp_path, tiny_adapter, monkeypatch):
     from radinterp.capture import CaptureConfig, run_capture
 
-    monkeypatch.chdir("/work/shared/data")
+    monkeypatch.chdir(REAL_CXR.parent)
     cfg = CaptureConfig(model="tiny", data="real-cxr", out=str(tmp_path / "acts"),
                         sites=SITES[:1], dtype="float32", max_studies=3, progress=False)
     run_capture(cfg, adapter=tiny_adapter)
     store = open_store(tmp_path / "acts")
-    assert store.manifest["data"] == {"path": "/work/shared/data/real-cxr", "kind": "image_folder"}
+    assert store.manifest["data"] == {"path": str(REAL_CXR), "kind": "image_folder"}
     studies = store.open_studies()
     assert [s.study_id for s in studies] == store.studies() and len(studies) == 3
     side = tiny_adapter.n_patches_side
