@@ -155,16 +155,16 @@ class OpenAIClient(ChatClient):
             key = "EMPTY"  # local servers ignore it; the openai package insists on one
         self._key = key
         self.cache = ReplyCache(config.cache_dir) if config.cache_dir else None
-        self._loop_state: tuple[Any, Any, asyncio.Semaphore] | None = None
+        self._loop_state: tuple[Any, Any, asyncio.Semaphore, dict] | None = None
         self._state_lock = threading.Lock()
 
     def __getstate__(self) -> dict:
         raise TypeError("OpenAIClient holds an API key and is not picklable; "
                         "pass its config and build a new client")
 
-    def _state(self) -> tuple[Any, asyncio.Semaphore]:
-        """The ``openai.AsyncOpenAI`` client and semaphore of the running loop (made per loop,
-        since connections and semaphores cannot cross event loops)."""
+    def _state(self) -> tuple[Any, asyncio.Semaphore, dict[str, asyncio.Task]]:
+        """The ``openai.AsyncOpenAI`` client, semaphore and in-flight requests of the running
+        loop (made per loop, since connections and semaphores cannot cross event loops)."""
         import openai
 
         loop = asyncio.get_running_loop()
@@ -172,8 +172,8 @@ class OpenAIClient(ChatClient):
             if self._loop_state is None or self._loop_state[0] is not loop:
                 client = openai.AsyncOpenAI(base_url=self.config.base_url, api_key=self._key,
                                             max_retries=0, timeout=self.config.timeout_s)
-                self._loop_state = (loop, client, asyncio.Semaphore(self.config.concurrency))
-            return self._loop_state[1], self._loop_state[2]
+                self._loop_state = (loop, client, asyncio.Semaphore(self.config.concurrency), {})
+            return self._loop_state[1:]
 
     def request(self, messages: list[Message], *, max_tokens: int, temperature: float,
                 seed: int | None) -> dict[str, Any]:
@@ -191,13 +191,24 @@ class OpenAIClient(ChatClient):
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             log.debug("cache hit %s", key[:12])
             return hit
+        inflight = self._state()[2]
+        task = inflight.get(key)
+        owner = task is None
+        if task is None:  # an identical request already in flight is awaited, not repeated
+            task = asyncio.ensure_future(self._fetch(req, key))
+            inflight[key] = task
+            task.add_done_callback(lambda _t: inflight.pop(key, None))
+        reply = await asyncio.shield(task)
+        return reply if owner else dataclasses.replace(reply, cached=True)
+
+    async def _fetch(self, req: dict[str, Any], key: str) -> ChatReply:
         reply = await self._post(req, key)
         if self.cache is not None:
             self.cache.put(key, reply)
         return reply
 
     async def _post(self, req: dict[str, Any], key: str) -> ChatReply:
-        client, sem = self._state()
+        client, sem, _ = self._state()
         cfg = self.config
         for attempt in range(1, cfg.max_attempts + 1):
             try:

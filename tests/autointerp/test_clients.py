@@ -257,11 +257,22 @@ def test_local_client_chat_sync_inside_running_loop(local_client):
     assert asyncio.run(cell()).text == direct.text
 
 
+@pytest.mark.slow
+def test_local_client_reads_a_named_gguf_file(local_client):
+    """A GGUF path the user names (here the wheel's own file: parsing it takes ~40 s) gives the
+    same greedy answer as the default, which loads the core's cached copy of that file."""
+    from radinterp.assets import SMOLLM2_GGUF, smollm2_dir
+
+    m = _msgs("Name one organ in the chest.")
+    named = LocalClient(LocalClientConfig(model=str(smollm2_dir() / SMOLLM2_GGUF)))
+    assert named.chat_sync(m, max_tokens=10).text == local_client.chat_sync(m, max_tokens=10).text
+
+
 # ---------------------------------------------------------------- real server (slow)
 
 
 @pytest.fixture(scope="session")
-def tf_server():
+def tf_server(tmp_path_factory):
     """``transformers serve`` with the SmolLM2 GGUF on a free loopback port."""
     from radinterp.assets import SMOLLM2_GGUF, smollm2_dir
 
@@ -270,14 +281,16 @@ def tf_server():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     code = "import sys; from transformers.cli.transformers import main; sys.exit(main())"
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    log_file = open(log_path, "w")  # a file, not a pipe: a full pipe would stall the server
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", model, "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "warning"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=log_file, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 240
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited: {proc.stderr.read()[-2000:]}")
+                pytest.fail(f"transformers serve exited: {log_path.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                     break
@@ -293,6 +306,7 @@ def tf_server():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log_file.close()
 
 
 def _client(url: str, model: str, **kw) -> OpenAIClient:
@@ -315,10 +329,11 @@ def test_faults_lose_nothing_and_rerun_costs_no_request(tf_server, tmp_path):
     faults = {1: "429", 2: "500", 3: "drop", 4: "badjson"}
     with FaultProxy(tf_server["url"], faults) as proxy:
         client = _client(proxy.url, tf_server["model"], cache_dir=cache, concurrency=3)
-        got = _ask_all(client, qs, 6)
-        assert [r.text for r in got] == [r.text for r in direct]  # every answer, the right one
+        got = _ask_all(client, qs + qs[:2], 8)  # two asked twice at once: sent once
+        assert [r.text for r in got] == [r.text for r in direct + direct[:2]]  # all, and right
         assert proxy.n_received == len(qs) + len(faults)
         assert client.usage.retries == len(faults) and client.usage.requests == len(qs)
+        assert client.usage.cached == 2 and [r.cached for r in got[-2:]] == [True, True]
         assert client.usage.completion_tokens == sum(r.completion_tokens for r in direct) > 0
     with FaultProxy(tf_server["url"]) as proxy:  # rerun on the same cache: zero requests
         client = _client(proxy.url, tf_server["model"], cache_dir=cache)
