@@ -15,7 +15,6 @@ from autointerp.cli import register
 from autointerp.config import AutointerpConfig
 from autointerp.evidence import study_evidence
 from autointerp.explainers import EXPLAINERS, ExplainContext, Explanation
-from autointerp.pipeline import run_autointerp
 from autointerp.records import RecordsConfig, build_records
 from autointerp.sampling import SampleConfig, in_test, sample_latent
 from autointerp.scorers import SCORERS, ScoreContext
