@@ -64,13 +64,13 @@ class AutointerpConfig(BaseConfig):
     """Store site; default: the SAE's own site."""
     top_k: int = 20
     """Top studies kept per latent by the records pass."""
-    reservoir: int = 40
+    reservoir: int = 100
     """Randomly kept activating studies per latent (quantile draws)."""
     n_quantiles: int = 10
     """Activation-quantile bins the activating examples are drawn from."""
-    per_quantile: int = 2
+    per_quantile: int = 4
     """Activating examples per bin and split."""
-    n_negatives: int = 10
+    n_negatives: int = 20
     """Random and (as many) hard negatives per split."""
     test_fraction: float = 0.5
     """Share of studies held out for scoring."""

@@ -2,11 +2,15 @@
 phrases and image regions are over-represented in the explanation set's activating studies
 versus its non-activating ones.
 
-For each item (a label, a qualified label such as ``left Pleural Effusion``, a word n-gram of
-the report) it counts the activating studies ``a`` of ``n_active`` and the non-activating
-studies ``b`` of ``n_inactive`` that carry it, and ranks items with ``a > b`` rates by the
+The contrast: activating versus non-activating studies when the non-activating ones are at
+least ``min_inactive_share`` of the set; otherwise (a dense latent, firing nearly everywhere,
+whose meaning is in its magnitude) the studies above the set's median activation versus the
+rest, named ``high`` / ``low``. For each item (a label, a qualified label such as
+``left Pleural Effusion``, a word n-gram of the report) it counts the studies ``a`` of the
+``n_active`` on the firing side and ``b`` of the ``n_inactive`` on the other that carry it, and ranks items with ``a > b`` rates by the
 one-sided hypergeometric (Fisher exact) p-value, ties broken by the log-odds ratio with a
-``prior`` pseudo-count. Regions: the ``region_phrase`` of each activating image example's
+``prior`` pseudo-count; a phrase inside a better-or-equal-ranked longer phrase with the same
+counts is dropped (``pleural effusion`` wins over ``pleural`` and ``effusion``). Regions: the ``region_phrase`` of each activating image example's
 patch heatmap; the most common one is named when it holds at least ``region_share`` of them.
 The explanation is the top labels, then the top phrases, then the region, in words::
 
@@ -22,11 +26,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import hypergeom
+from scipy.stats import norm, rankdata
 
 from autointerp.context import patch_heat, region_phrase
 from autointerp.explainers.base import EXPLAINERS, ExplainContext, Explainer, Explanation
 from autointerp.sampling import LatentSample
+from radinterp.labels import DEVICE_SUBTYPES
 
 
 @dataclass
@@ -36,6 +41,8 @@ class Enriched:
     item: str
     kind: str
     """``label`` or ``phrase``."""
+    sides: tuple[str, str]
+    """Names of the two groups: (``active``, ``inactive``) or (``high``, ``low``)."""
     active: int
     n_active: int
     inactive: int
@@ -45,29 +52,56 @@ class Enriched:
 
     def words(self) -> str:
         shown = self.item if self.kind == "label" else f"'{self.item}'"
-        return (f"{shown} ({self.active}/{self.n_active} active vs "
-                f"{self.inactive}/{self.n_inactive} inactive)")
+        hi, lo = self.sides
+        return (f"{shown} ({self.active}/{self.n_active} {hi} vs "
+                f"{self.inactive}/{self.n_inactive} {lo})")
 
 
-def enrichment_table(active: list[set[str]], inactive: list[set[str]], kind: str, *,
-                     prior: float = 0.5, alpha: float = 0.05, min_active: int = 2
-                     ) -> list[Enriched]:
-    """Items over-represented in ``active`` (one item set per study) against ``inactive``,
-    p-value < ``alpha`` and at least ``min_active`` active studies, best first."""
-    na, ni = len(active), len(inactive)
-    if not na:
+def enrichment_table(items_of: list[set[str]], values: np.ndarray, high: np.ndarray,
+                     kind: str, *, prior: float = 0.5, alpha: float = 0.05, min_active: int = 2,
+                     sides: tuple[str, str] = ("active", "inactive")) -> list[Enriched]:
+    """Items over-represented where the latent fires: ``items_of`` one item set per study,
+    ``values`` (n,) the latent's activation there, ``high`` (n,) bool the firing side of the
+    contrast. Kept: at least ``min_active`` firing-side studies, a higher rate there than on
+    the other side, and a one-sided rank-sum (Mann-Whitney, normal approximation) p-value of
+    the activations of studies with versus without the item below ``alpha``; best first."""
+    high = np.asarray(high, dtype=bool)
+    na, ni = int(high.sum()), int((~high).sum())
+    n = len(items_of)
+    if not na or not ni:
         return []
-    ca, ci = Counter(i for s in active for i in s), Counter(i for s in inactive for i in s)
-    items = sorted(i for i, c in ca.items() if c >= min_active and c / na > ci[i] / max(ni, 1))
+    ca = Counter(i for s, h in zip(items_of, high) if h for i in s)
+    ci = Counter(i for s, h in zip(items_of, high) if not h for i in s)
+    items = sorted(i for i, c in ca.items() if c >= min_active and c / na > ci[i] / ni
+                   and c + ci[i] < n)
     if not items:
         return []
     a = np.array([ca[i] for i in items])  # (n_items,)
     b = np.array([ci[i] for i in items])
-    p = hypergeom.sf(a - 1, na + ni, a + b, na)  # P(X >= a) drawing na of na + ni
+    col = {i: j for j, i in enumerate(items)}
+    has = np.zeros((n, len(items)), dtype=bool)  # (n, n_items)
+    for r, s in enumerate(items_of):
+        has[r, [col[i] for i in s if i in col]] = True
+    ranks = rankdata(np.asarray(values, dtype=np.float64))  # (n,) average ranks
+    n1 = has.sum(0)  # (n_items,)
+    n0 = n - n1
+    u = ranks @ has - n1 * (n1 + 1) / 2  # (n_items,) Mann-Whitney U of the item's studies
+    z = (u - n1 * n0 / 2) / np.sqrt(n1 * n0 * (n + 1) / 12)
+    p = norm.sf(z)
     lo = (np.log((a + prior) / (na - a + prior)) - np.log((b + prior) / (ni - b + prior)))
     order = np.lexsort((items, -lo, p))  # p ascending, then log-odds descending, then name
-    return [Enriched(items[j], kind, int(a[j]), na, int(b[j]), ni, float(p[j]), float(lo[j]))
-            for j in order if p[j] < alpha]
+    out = [Enriched(items[j], kind, sides, int(a[j]), na, int(b[j]), ni, float(p[j]),
+                    float(lo[j])) for j in order if p[j] < alpha]
+    return _drop_subphrases(out) if kind == "phrase" else out
+
+
+def _drop_subphrases(rows: list[Enriched]) -> list[Enriched]:
+    """Drop a phrase contained in a longer one with the same counts (the longer says more)."""
+    by_counts: dict[tuple[int, int], list[str]] = {}
+    for r in rows:
+        by_counts.setdefault((r.active, r.inactive), []).append(r.item)
+    return [r for r in rows if not any(
+        o != r.item and f" {r.item} " in f" {o} " for o in by_counts[(r.active, r.inactive)])]
 
 
 @EXPLAINERS.register("enrichment")
@@ -76,26 +110,38 @@ class EnrichmentExplainer(Explainer):
 
     name = "enrichment"
 
-    def __init__(self, *, n_labels: int = 2, n_phrases: int = 3, region_share: float = 0.5,
-                 alpha: float = 0.05, prior: float = 0.5) -> None:
+    def __init__(self, *, n_labels: int = 3, n_phrases: int = 3, region_share: float = 0.5,
+                 alpha: float = 0.05, prior: float = 0.5, min_inactive_share: float = 0.25
+                 ) -> None:
         self.n_labels, self.n_phrases = n_labels, n_phrases
         self.region_share, self.alpha, self.prior = region_share, alpha, prior
+        self.min_inactive_share = min_inactive_share
+
+    def contrast(self, sample: LatentSample) -> tuple[list, list, tuple[str, str]]:
+        """(firing side, other side, their names): see the module docstring."""
+        exs = sample.explain
+        act = [ex for ex in exs if ex.activation > 0]
+        if len(exs) - len(act) >= self.min_inactive_share * len(exs):
+            return act, [ex for ex in exs if ex.activation <= 0], ("active", "inactive")
+        med = float(np.median([ex.activation for ex in exs]))
+        return ([ex for ex in exs if ex.activation > med],
+                [ex for ex in exs if ex.activation <= med], ("high", "low"))
 
     def explain(self, sample: LatentSample, ctx: ExplainContext) -> Explanation:
-        act = [ex for ex in sample.explain if ex.activation > 0]
-        ina = [ex for ex in sample.explain if ex.activation <= 0]
+        act, ina, sides = self.contrast(sample)
         missing = sorted({ex.study_id for ex in sample.explain} - set(ctx.evidence))
         if missing:
             return Explanation(sample.latent, self.name, "", ok=False,
                                error=f"no study record for {missing[:3]}; pass --data with the "
                                      "studies the store was captured from")
-        ev_a = [ctx.evidence[ex.study_id] for ex in act]
-        ev_i = [ctx.evidence[ex.study_id] for ex in ina]
-        kw = {"prior": self.prior, "alpha": self.alpha}
-        labels = enrichment_table([e.label_items for e in ev_a], [e.label_items for e in ev_i],
-                                  "label", **kw)
-        phrases = enrichment_table([e.phrases for e in ev_a], [e.phrases for e in ev_i],
-                                   "phrase", **kw)
+        exs = act + ina
+        evs = [ctx.evidence[ex.study_id] for ex in exs]
+        kw = {"prior": self.prior, "alpha": self.alpha, "sides": sides}
+        values = np.array([ex.activation for ex in exs])  # (n,)
+        high = np.arange(len(exs)) < len(act)  # (n,)
+        labels = enrichment_table([e.label_items for e in evs], values, high, "label", **kw)
+        labels = _specific(labels)
+        phrases = enrichment_table([e.phrases for e in evs], values, high, "phrase", **kw)
         phrases = _drop_covered(phrases, labels)
         regions = Counter(r for ex in act if (r := region_phrase(patch_heat(ex, ctx.n_side))))
         n_img = sum(regions.values())
@@ -108,13 +154,22 @@ class EnrichmentExplainer(Explainer):
                 parts.append(f"{region} ({count}/{n_img} image examples)")
             else:
                 region = None
-        text = "; ".join(parts) or (f"nothing over-represented ({len(act)} active vs "
-                                    f"{len(ina)} inactive studies)")
-        evidence = {"n_active": len(act), "n_inactive": len(ina),
+        text = "; ".join(parts) or (f"nothing over-represented ({len(act)} {sides[0]} vs "
+                                    f"{len(ina)} {sides[1]} studies)")
+        evidence = {"contrast": "/".join(sides), "n_active": len(act), "n_inactive": len(ina),
                     "labels": [vars(e) for e in labels[:10]],
                     "phrases": [vars(e) for e in phrases[:10]],
                     "regions": dict(regions), "region": region}
         return Explanation(sample.latent, self.name, text, evidence=evidence)
+
+
+def _specific(labels: list[Enriched]) -> list[Enriched]:
+    """Drop ``Support Devices`` when a device subtype (which implies it) is enriched too, and
+    ``No Finding`` (set beside devices by CheXpert's convention) when anything else is."""
+    names = {e.item for e in labels}
+    has_device = bool(names & (set(DEVICE_SUBTYPES) - {"Support Devices"}))
+    return [e for e in labels if not (e.item == "Support Devices" and has_device)
+            and not (e.item == "No Finding" and len(names) > 1)]
 
 
 def _drop_covered(phrases: list[Enriched], labels: list[Enriched]) -> list[Enriched]:
