@@ -7,11 +7,15 @@ least ``min_inactive_share`` of the set; otherwise (a dense latent, firing nearl
 whose meaning is in its magnitude) the studies above the set's median activation versus the
 rest, named ``high`` / ``low``. For each item (a label, a qualified label such as
 ``left Pleural Effusion``, a word n-gram of the report) it counts the studies ``a`` of the
-``n_active`` on the firing side and ``b`` of the ``n_inactive`` on the other that carry it, and ranks items with ``a > b`` rates by the
-one-sided hypergeometric (Fisher exact) p-value, ties broken by the log-odds ratio with a
-``prior`` pseudo-count; a phrase inside a better-or-equal-ranked longer phrase with the same
-counts is dropped (``pleural effusion`` wins over ``pleural`` and ``effusion``). Regions: the ``region_phrase`` of each activating image example's
-patch heatmap; the most common one is named when it holds at least ``region_share`` of them.
+``n_active`` on the firing side and ``b`` of the ``n_inactive`` on the other that carry it
+(the counts shown), and ranks the items with a higher rate on the firing side by the
+one-sided rank-sum (Mann-Whitney) p-value of the activations of the studies carrying it
+against the rest, so that magnitude counts too (a dense latent whose strongest studies all
+carry a rare finding ranks it first); ties go to the log-odds ratio of the counts with a
+``prior`` pseudo-count. ``Support Devices`` gives way to an enriched device subtype, and a
+phrase inside a longer one with the same counts is dropped (``pleural effusion`` wins over
+``pleural``). Regions: the ``region_phrase`` of each firing-side image example's patch
+heatmap; the most common one is named when it holds at least ``region_share`` of them.
 The explanation is the top labels, then the top phrases, then the region, in words::
 
     Pleural Effusion (12/14 active vs 1/20 inactive); 'left pleural effusion' (9/14 vs 0/20);

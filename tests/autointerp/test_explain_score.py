@@ -183,3 +183,18 @@ def test_llm_explainers_and_scorers_are_refused_with_the_fix(opt, name, tmp_path
     with pytest.raises(ValueError, match="--allow-external-endpoint"):
         AutointerpConfig("x", "y", str(tmp_path), base_url="https://api.example.com/v1")
     AutointerpConfig("x", "y", str(tmp_path), base_url="http://127.0.0.1:8000/v1")
+
+
+def test_enrichment_table_ranks_by_magnitude_and_keeps_the_longest_phrase():
+    from autointerp.explainers.enrichment import enrichment_table
+
+    rng = np.random.default_rng(0)
+    values = np.sort(rng.uniform(1, 2, 40))[::-1].copy()  # (40,) a dense latent, strongest first
+    items = [{"common"} if i % 2 else set() for i in range(40)]
+    for i in range(4):  # a rare item on the 4 strongest studies only
+        items[i] = items[i] | {"rare", "rare thing", "thing"}
+    high = values > np.median(values)
+    table = enrichment_table(items, values, high, "phrase")
+    assert [e.item for e in table] == ["rare thing"]  # "rare", "thing": same counts, inside it
+    assert table[0].active == 4 and table[0].inactive == 0
+    assert enrichment_table(items, values, high, "phrase", alpha=1e-9) == []
