@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval.recovery.baselines import mean_l0, threshold_for_l0
+from radinterp.sae.baselines import mean_l0, threshold_for_l0
 from eval.recovery.metrics import ScopeActs
 from eval.recovery.recovery import RecoveryConfig, evaluate_recovery
 from radinterp.config import BaseConfig, write_json_atomic

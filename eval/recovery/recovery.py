@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from eval.recovery.baselines import LinearProbe, mean_l0, random_like
+from eval.recovery.baselines import LinearProbe
+from radinterp.sae.baselines import mean_l0, random_like
 from eval.recovery.counterfactual import drop_rate, mask_share, patch_masks, twin_scores
 from eval.recovery.metrics import (
     SCOPES,

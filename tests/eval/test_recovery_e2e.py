@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.recovery.baselines import mean_l0, random_like
+from radinterp.sae.baselines import mean_l0, random_like
 from eval.recovery.counterfactual import twin_studies, write_twin_jsonl
 from eval.recovery.curve import CurvePoint, calibrate_threshold, train_sae
 from eval.recovery.metrics import load_scope, split_studies

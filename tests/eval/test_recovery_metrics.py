@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from eval.recovery.baselines import LinearProbe, mean_l0, random_like, shuffled_encoder, threshold_for_l0
+from eval.recovery.baselines import LinearProbe, shuffled_encoder
+from radinterp.sae.baselines import mean_l0, random_like, threshold_for_l0
 from eval.recovery.counterfactual import drop_rate, mask_share
 from eval.recovery.metrics import ScopeActs, f1_columns, match_latents, split_studies, study_max
 from radinterp.sae import SAEConfig, SparseAutoencoder

@@ -1,0 +1,57 @@
+"""``radinterp autointerp``: registered through the ``radinterp.commands`` entry point."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+from radinterp.cli import add_command
+
+log = logging.getLogger(__name__)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [t for t in text.replace(" ", "").split(",") if t]
+
+
+def autointerp_command(
+    sae: Path = typer.Option(..., "--sae", help="Saved SAE folder (radinterp train output)."),
+    acts: Path = typer.Option(..., "--acts", help="Activation store the SAE reads."),
+    out: Path = typer.Option(..., "--out", help="Output folder (resumed when it holds rows)."),
+    data: Path = typer.Option(None, "--data", help="Studies folder (default: the store's own)."),
+    features: str = typer.Option(None, "--features", help="Latents, e.g. 0-99 or 3,7,10-12."),
+    top: int = typer.Option(None, "--top", help="Explain the N most frequent latents (default 100)."),
+    explainer: str = typer.Option("enrichment", "--explainer", help="Explainers, comma-separated (built: enrichment)."),
+    scorers: str = typer.Option(None, "--scorers", help="Scorers, comma-separated (built: embedding, planted; default: embedding, plus planted on phantoms)."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Score a random SAE of the same shape and sparsity beside it."),
+    site: str = typer.Option(None, "--site", help="Store site (default: the SAE's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, draws and random baseline."),
+    client: str = typer.Option(None, "--client", help="LLM client local|openai (LLM explainers: not built yet)."),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (loopback unless --allow-external-endpoint)."),
+    model: str = typer.Option(None, "--model", help="LLM model (LLM explainers: not built yet)."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Concurrent LLM requests."),
+    allow_external_endpoint: bool = typer.Option(False, "--allow-external-endpoint", help="Allow a non-loopback --base-url (sends patient data off this machine)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Name and score every feature of an SAE from radiographs and report text."""
+    from autointerp.config import AutointerpConfig
+    from autointerp.pipeline import run_autointerp
+
+    cfg = AutointerpConfig(
+        sae=str(sae), acts=str(acts), out=str(out), data=None if data is None else str(data),
+        features=features, top=top, explainers=_names(explainer) or [], scorers=_names(scorers),
+        baseline=baseline, site=site, seed=seed, client=client, base_url=base_url, model=model,
+        concurrency=concurrency, allow_external_endpoint=allow_external_endpoint,
+        progress=progress)
+    summary = run_autointerp(cfg)
+    typer.echo(json.dumps(summary, indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    add_command(app, "autointerp", autointerp_command)
+
+
+__all__ = ["autointerp_command", "register"]
