@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
+from autointerp.clients.base import is_loopback_url
 from autointerp.explainers import EXPLAINERS, LLM_EXPLAINERS
 from autointerp.scorers import LLM_SCORERS, SCORERS
 from radinterp.config import BaseConfig
@@ -25,16 +24,6 @@ def parse_features(text: str) -> list[int]:
         lo = int(m.group(1))
         out.update(range(lo, int(m.group(2) or lo) + 1))
     return sorted(out)
-
-
-def _loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -119,7 +108,7 @@ class AutointerpConfig(BaseConfig):
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"--test-fraction must be in (0, 1), got {self.test_fraction}; "
                              "pass e.g. 0.5")
-        if self.base_url and not self.allow_external_endpoint and not _loopback(self.base_url):
+        if self.base_url and not self.allow_external_endpoint and not is_loopback_url(self.base_url):
             raise ValueError(f"--base-url {self.base_url} is not on this machine and reports are "
                              "patient data; use a loopback server or pass "
                              "--allow-external-endpoint")

@@ -10,10 +10,10 @@ inside a running event loop; :func:`gather_limited` runs many chats at bounded c
 """
 
 from autointerp.clients.base import (CLIENTS, ChatClient, ChatReply, TokenUsage, build_client,
-                                     gather_limited, run_sync)
+                                     gather_limited, is_loopback_url, run_sync)
 from autointerp.clients.local import LocalClient, LocalClientConfig
 from autointerp.clients.openai_client import (LLMRequestError, MalformedReply, OpenAIClient,
-                                              OpenAIClientConfig, is_loopback_url)
+                                              OpenAIClientConfig)
 
 __all__ = ["CLIENTS", "ChatClient", "ChatReply", "LLMRequestError", "LocalClient",
            "LocalClientConfig", "MalformedReply", "OpenAIClient", "OpenAIClientConfig",

@@ -13,9 +13,11 @@ import abc
 import asyncio
 import concurrent.futures
 import dataclasses
+import ipaddress
 import threading
 from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 from radinterp.config import BaseConfig
 from radinterp.registry import Registry
@@ -154,3 +156,16 @@ async def gather_limited(coros: Iterable[Awaitable[T]], concurrency: int) -> lis
             return await aw
 
     return list(await asyncio.gather(*(one(c) for c in coros)))
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url``'s host is localhost, in 127.0.0.0/8 or ::1."""
+    host = urlsplit(url).hostname
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a DNS name other than localhost
+        return False

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from autointerp.clients.base import CLIENTS, ChatClient, ChatReply, Message
+from autointerp.clients.base import CLIENTS, ChatClient, ChatReply, Message, is_loopback_url
 from autointerp.clients.cache import ReplyCache, request_key
 from radinterp.config import BaseConfig
 
@@ -42,19 +41,6 @@ class LLMRequestError(RuntimeError):
 
 class MalformedReply(ValueError):
     """The endpoint answered 2xx with something that is not a chat completion."""
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when ``url``'s host is localhost, in 127.0.0.0/8 or ::1."""
-    host = urlsplit(url).hostname
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a DNS name other than localhost
-        return False
 
 
 @dataclasses.dataclass

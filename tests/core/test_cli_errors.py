@@ -32,6 +32,7 @@ def _bad_args(tmp):
         "eval-reports": (["--data", missing, "--out", str(tmp / "q")], "missing"),
         "next-sentence": (["--data", missing, "--study", "x"], "missing"),
         "demo": (["--out", str(tmp / "demo"), "--n-studies", "1"], "n_studies"),
+        "autointerp": (["--sae", missing, "--acts", missing, "--out", str(tmp / "ai")], "missing"),
     }
 
 
