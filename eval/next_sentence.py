@@ -91,9 +91,7 @@ def answer_inputs(adapter, study, prefix: str):
         return adapter.build_inputs(study)
     inputs = adapter.build_inputs(dataclasses.replace(study, report=prefix), with_report=True)
     cut = int((inputs.layout.kind == TokenKind.REPORT).nonzero()[0].max()) + 1  # drop end-of-sequence
-    layout = dataclasses.replace(inputs.layout, **{f.name: getattr(inputs.layout, f.name)[:cut]
-                                                   for f in dataclasses.fields(inputs.layout)})
-    return dataclasses.replace(inputs, input_ids=inputs.input_ids[:cut], layout=layout)
+    return inputs.head(cut)
 
 
 def sample_next_sentences(adapter, study, prefix: str, n: int, *, temperature: float = 1.0,

@@ -40,6 +40,18 @@ def f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     return precision_recall_f1(*confusion_counts(y_true, y_pred))[2]
 
 
+def f1_columns(fires: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    """Binary F1 of every column of ``fires`` (n, m) against ``y_true`` (n,) -> (m,) float; NaN
+    where undefined (no positive on either side), as a float array like :func:`auroc_columns`."""
+    fires, y = np.asarray(fires).astype(bool), np.asarray(y_true).astype(bool)
+    if fires.ndim != 2 or y.shape != (fires.shape[0],):
+        raise ValueError(f"fires must be (n, m) and y_true (n,); got {fires.shape} and {y.shape}")
+    tp = fires[y].sum(0).astype(np.float64)  # (m,)
+    fp = fires[~y].sum(0).astype(np.float64)
+    den = 2 * tp + fp + (y.sum() - tp)
+    return np.divide(2 * tp, den, out=np.full_like(tp, np.nan), where=den > 0)
+
+
 def mean_defined(values: Iterable[float | None]) -> float | None:
     """Mean of the values that are defined (not None, not NaN); None when none is."""
     kept = [float(v) for v in values if v is not None and v == v]

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from radinterp.sae.baselines import RandomSAE, _concat, match_sparsity, mean_l0
+from radinterp.sae.baselines import RandomSAE, as_rows, match_sparsity, mean_l0
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def shuffled_encoder(sae, acts: torch.Tensor | Iterable[torch.Tensor], *,
                      target_l0: float | None = None, mode: str = "threshold",
                      seed: int = 0) -> RandomSAE:
     """The trained decoder and biases, each encoder column's entries permuted, same L0."""
-    x = _concat(acts)
+    x = as_rows(acts)
     if target_l0 is None:
         target_l0 = mean_l0(sae, x)
     g = torch.Generator().manual_seed(seed)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from radinterp.metrics import auroc_columns
+from radinterp.metrics import f1_columns as core_f1_columns  # NaN where undefined
 
 SCOPES = {"image": ["image"], "text": ["boilerplate", "prompt_content", "report", "generated"]}
 """Scope name -> token kinds it holds."""
@@ -120,13 +121,8 @@ def split_studies(study_ids: list[str], seed: int = 0, frac: float = 0.5) -> tup
 
 def f1_columns(fires: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Firing F1 of every column of ``fires`` (n, m) bool against ``y`` (n,) bool; 0 where no
-    study is positive in either."""
-    y = y.astype(bool)
-    tp = fires[y].sum(0).astype(np.float64)
-    fp = fires[~y].sum(0).astype(np.float64)
-    fn = y.sum() - tp
-    den = 2 * tp + fp + fn
-    return np.divide(2 * tp, den, out=np.zeros_like(tp), where=den > 0)
+    study is positive in either (the core's :func:`radinterp.metrics.f1_columns` says NaN)."""
+    return np.nan_to_num(core_f1_columns(fires, y), nan=0.0)
 
 
 @dataclass

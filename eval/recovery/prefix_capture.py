@@ -34,11 +34,7 @@ def _cut(inputs, slot: int = int(ImageSlot.FRONTAL)):
     pos = np.flatnonzero((lay.kind == int(TokenKind.IMAGE)) & (lay.image_slot == slot))
     if pos.size == 0:
         raise ValueError(f"study {inputs.study_id!r} has no image tokens in slot {slot}")
-    end = int(pos[-1]) + 1
-    inputs.input_ids = inputs.input_ids[:end]
-    for name in ("kind", "image_slot", "patch_row", "patch_col", "field"):
-        setattr(lay, name, getattr(lay, name)[:end])
-    return inputs, pos
+    return inputs.head(int(pos[-1]) + 1), pos
 
 
 @torch.inference_mode()

@@ -3,6 +3,7 @@ knowing the prompt format and token layout."""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -31,6 +32,11 @@ class ModelInputs:
     n_prompt: int
     """Positions before the report (generation starts here)."""
     text: str = ""
+
+    def head(self, end: int) -> ModelInputs:
+        """These inputs cut after position ``end - 1`` (a prompt prefix, an open answer)."""
+        return dataclasses.replace(self, input_ids=self.input_ids[:end], layout=self.layout.head(end),
+                                   n_prompt=min(self.n_prompt, end))
 
 
 @dataclass

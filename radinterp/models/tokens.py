@@ -65,6 +65,10 @@ class TokenLayout:
             *(np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS)  # type: ignore[arg-type]
         )
 
+    def head(self, n: int) -> TokenLayout:
+        """The first ``n`` positions' tags."""
+        return TokenLayout(*(getattr(self, name)[:n] for name in _FIELDS))  # type: ignore[arg-type]
+
     def with_generated(self, n_new: int) -> TokenLayout:
         """This layout followed by ``n_new`` generated-token positions."""
         gen = TokenLayout.empty(n_new)

@@ -94,7 +94,8 @@ class RandomSAE(nn.Module):
         return z.float() @ self.W_dec + self.b_dec  # (B, d_in)
 
 
-def _concat(acts: torch.Tensor | Iterable[torch.Tensor]) -> torch.Tensor:
+def as_rows(acts: torch.Tensor | Iterable[torch.Tensor]) -> torch.Tensor:
+    """``acts`` as one float32 (N, d_in) tensor (a tensor, or chunks of rows)."""
     return acts.float() if isinstance(acts, torch.Tensor) else torch.cat([a.float() for a in acts])
 
 
@@ -119,7 +120,7 @@ def random_like(sae, acts: torch.Tensor | Iterable[torch.Tensor], *, target_l0: 
     """
     if encoder not in ("transpose", "random"):
         raise ValueError(f"encoder must be 'transpose' or 'random', got {encoder!r}")
-    x = _concat(acts)  # (N, d_in)
+    x = as_rows(acts)  # (N, d_in)
     if target_l0 is None:
         target_l0 = mean_l0(sae, x)
     g = torch.Generator().manual_seed(seed)
@@ -137,5 +138,5 @@ def random_like(sae, acts: torch.Tensor | Iterable[torch.Tensor], *, target_l0: 
     return model
 
 
-__all__ = ["SPARSITY_MODES", "RandomSAE", "match_sparsity", "mean_l0", "random_like",
-           "threshold_for_l0"]
+__all__ = ["SPARSITY_MODES", "RandomSAE", "as_rows", "match_sparsity", "mean_l0",
+           "random_like", "threshold_for_l0"]

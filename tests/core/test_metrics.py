@@ -11,6 +11,7 @@ from radinterp.metrics import (
     auroc_columns,
     best_f1_threshold,
     confusion_counts,
+    f1_columns,
     f1_score,
     mean_defined,
     precision_recall_f1,
@@ -112,3 +113,15 @@ def test_best_f1_threshold_is_the_f1_maximiser_over_every_cut():
     brute = max(f1_score(y, score >= c) for c in np.unique(score))
     assert f1_score(y, score >= t) == pytest.approx(brute)
     assert best_f1_threshold([False, True, True], [0.1, 0.5, 0.9]) == 0.5
+
+
+def test_f1_columns_agree_with_f1_score_and_mark_undefined_nan():
+    rng = np.random.default_rng(3)
+    fires = rng.random((40, 6)) < 0.3
+    fires[:, 5] = False
+    y = rng.random(40) < 0.4
+    got = f1_columns(fires, y)
+    assert np.allclose(got, [f1_score(y, fires[:, j]) for j in range(6)])
+    assert np.isnan(f1_columns(np.zeros((5, 2), bool), np.zeros(5, bool))).all()
+    with pytest.raises(ValueError, match="fires must be"):
+        f1_columns(fires[:, 0], y)
