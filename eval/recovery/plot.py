@@ -9,6 +9,14 @@ KNOBS = ("n_studies", "tokens", "d_sae", "k", "passes", "layer")
 """Settings of a curve point that the plot puts on an x axis."""
 
 
+def _axis_order(value) -> tuple:
+    """Sort key of a knob's value: numbers by size (400 before 1200), then names."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
 def _f(x, nd: int = 2) -> str:
     return "  -  " if x is None or x != x else f"{x:.{nd}f}"
 
@@ -94,7 +102,7 @@ def plot_curve(rows: list[dict], out: str | Path) -> list[Path]:
                ("image_cf_drop_margin", "falls margin"))
     for c, knob in enumerate(KNOBS, 1):
         for m, (key, label) in enumerate(metrics):
-            pts = [r for r in rows if r[key] is not None]
+            pts = sorted((r for r in rows if r[key] is not None), key=lambda r: _axis_order(r[knob]))
             fig.add_trace(go.Scatter(
                 x=[str(r[knob]) for r in pts], y=[r[key] for r in pts], mode="markers",
                 name=label, legendgroup=label, showlegend=c == 1, text=[r["name"] for r in pts],
@@ -105,7 +113,7 @@ def plot_curve(rows: list[dict], out: str | Path) -> list[Path]:
     fig.update_layout(title="Trained SAE minus same-sparsity random SAE, image positions, findings "
                             "the probe sees (held-out)", height=450, width=300 * len(KNOBS))
     html = out.with_suffix(".html")
-    fig.write_html(html, include_plotlyjs="cdn")
+    fig.write_html(html, include_plotlyjs=True)  # embedded: opens offline, no network request
     written = [html]
     try:
         fig.write_image(out.with_suffix(".png"))
