@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -109,9 +111,13 @@ class RecordsConfig(BaseConfig):
     """Upper edge of the last histogram bin."""
     seed: int = 0
     """Seed of the reservoir's random keys."""
+    checkpoint_every: int = 4
+    """Shards between checkpoints of the pass's state when ``build_records`` is given a
+    ``checkpoint`` folder (each writes the state, about ``study_max`` in size)."""
 
     def __post_init__(self) -> None:
-        for name in ("top_k", "reservoir", "max_positions", "batch_rows", "hist_bins"):
+        for name in ("top_k", "reservoir", "max_positions", "batch_rows", "hist_bins",
+                     "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}; pass a "
                                  "positive value")
@@ -178,14 +184,22 @@ class LatentRecords:
 
 def build_records(
     store: Store, sae: SparseAutoencoder, cfg: RecordsConfig | None = None, *,
-    max_rows: int | None = None, progress: bool = False,
+    max_rows: int | None = None, progress: bool = False, checkpoint: str | Path | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> LatentRecords:
     """One streaming pass over ``store`` through ``sae``; see the module docstring.
     ``max_rows`` is passed to ``Store.iter_studies`` (rows per read); ``progress`` shows a
-    progress bar over studies."""
+    progress bar over shards.
+
+    ``checkpoint``: a folder where the pass's state is saved every ``cfg.checkpoint_every``
+    shards and at the end (``autointerp.checkpoint``); a pass finding a checkpoint of the same
+    SAE, store and config there resumes after its last whole shard, and ends with the same
+    records as a pass that was never interrupted (batches are cut at the checkpoints either
+    way). ``on_checkpoint(shards_done)`` is called after each save."""
     from tqdm.auto import tqdm
 
     from autointerp.accumulate import Accumulator
+    from autointerp.checkpoint import load_state, pass_key, save_state
 
     cfg = cfg or RecordsConfig()
     site = _site_of(store, sae, cfg)
@@ -193,12 +207,33 @@ def build_records(
         raise ValueError(f"the SAE reads d_in={sae.d_in} but store {store.root} has "
                          f"d_model={store.d_model}; pass the SAE trained on this store's site")
     acc = Accumulator(cfg, sae.d_sae, n_studies=len(store.studies()))
+    shard_of = {sid: span.shard for sid, span in store.study_index().items() if span is not None}
+    key = pass_key(store, sae, site, cfg) if checkpoint is not None else None
+    done = load_state(checkpoint, acc, key) if checkpoint is not None else 0
+    n_shards = len(store.shards)
+
+    def save(shards_done: int) -> None:
+        if checkpoint is not None:
+            save_state(checkpoint, acc, shards_done, key)
+            if on_checkpoint is not None:
+                on_checkpoint(shards_done)
+
     pending: list[tuple[str, dict[str, np.ndarray], torch.Tensor]] = []
-    rows = 0
-    with torch.no_grad():
-        studies = store.iter_studies(site, max_rows=max_rows)
-        for sid, meta, acts in tqdm(studies, desc="records", unit="study",
-                                    total=len(store.studies()), disable=not progress):
+    rows, last = 0, done
+    todo = None if not done else [s for s, i in shard_of.items() if i >= done]
+    bar = tqdm(desc="records", unit="shard", total=n_shards, initial=done,
+               disable=not progress)
+    with torch.no_grad(), bar:
+        studies = [] if todo == [] else store.iter_studies(site, todo, max_rows=max_rows)
+        for sid, meta, acts in studies:
+            shard = shard_of[sid]
+            bar.update(shard - bar.n)
+            if checkpoint is not None and shard - last >= cfg.checkpoint_every:
+                if pending:
+                    acc.add(pending, sae)
+                    pending, rows = [], 0
+                save(shard)
+                last = shard
             if pending and rows + acts.shape[0] > cfg.batch_rows:
                 acc.add(pending, sae)
                 pending, rows = [], 0
@@ -206,6 +241,9 @@ def build_records(
             rows += acts.shape[0]
         if pending:
             acc.add(pending, sae)
+        bar.update(n_shards - bar.n)
+    if done < n_shards:
+        save(n_shards)
     records = acc.finish()
     log.info("latent records: %d studies, %d tokens, %d of %d latents fire",
              len(records.study_ids), records.n_tokens, int((records.fire_count > 0).sum()),
