@@ -35,8 +35,14 @@ def autointerp_command(
     concurrency: int = typer.Option(1, "--concurrency", help="Concurrent LLM requests."),
     allow_external_endpoint: bool = typer.Option(False, "--allow-external-endpoint", help="Allow a non-loopback --base-url (sends patient data off this machine)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    report_only: bool = typer.Option(False, "--report-only", help="Only rebuild OUT/index.html and the feature pages from OUT's files."),
 ) -> None:
     """Name and score every feature of an SAE from radiographs and report text."""
+    if report_only:
+        from autointerp.report import write_report
+
+        typer.echo(str(write_report(out)))
+        return
     from autointerp.config import AutointerpConfig
     from autointerp.pipeline import run_autointerp
 

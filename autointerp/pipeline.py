@@ -32,6 +32,7 @@ from autointerp.config import AutointerpConfig
 from autointerp.evidence import study_evidence
 from autointerp.explainers import EXPLAINERS, ExplainContext
 from autointerp.records import LatentRecords, RecordsConfig, build_records
+from autointerp.report import write_examples, write_report
 from autointerp.sampling import SampleConfig, sample_latent
 from autointerp.scorers import SCORERS, ScoreContext
 from radinterp.config import write_json_atomic
@@ -97,12 +98,14 @@ def run_autointerp(cfg: AutointerpConfig) -> dict[str, Any]:
     scfg = SampleConfig(n_quantiles=cfg.n_quantiles, per_quantile=cfg.per_quantile,
                         n_random=cfg.n_negatives, n_hard=cfg.n_negatives,
                         test_fraction=cfg.test_fraction, seed=cfg.seed)
-    recs = {"trained": build_records(store, sae, rcfg, progress=cfg.progress)}
+    recs = {"trained": build_records(store, sae, rcfg, progress=cfg.progress,
+                                     checkpoint=out / "records" / "trained")}
     latents = cfg.latents(recs["trained"].frequency())
     pairs: list[tuple[int, int | None]] = [(f, None) for f in latents]
     if cfg.baseline:
         rsae = random_baseline(store, sae, site, cfg.seed)
-        recs["random"] = build_records(store, rsae, rcfg, progress=cfg.progress)
+        recs["random"] = build_records(store, rsae, rcfg, progress=cfg.progress,
+                                       checkpoint=out / "records" / "random")
         partners = (latents if cfg.features is not None
                     else cfg.latents(recs["random"].frequency()))
         pairs = [(f, g) for f, g in zip(latents, partners)]
@@ -153,6 +156,9 @@ def run_autointerp(cfg: AutointerpConfig) -> dict[str, Any]:
                                 "error": expl.error if sc is None else sc.error})
     summary = summarize(out, len(latents))
     write_json_atomic(out / "summary.json", summary)
+    write_examples(out, recs["trained"], latents, studies, scfg, store=store,
+                   progress=cfg.progress)
+    write_report(out)
     (out / MARKER).write_text("done\n")
     return summary
 

@@ -1,0 +1,7 @@
+"""The autointerp report: per-latent examples with heatmap PNGs (``write_examples``, during
+the pipeline) and a static HTML site built from the output folder alone (``write_report``)."""
+
+from autointerp.report.examples import ExamplesConfig, write_examples
+from autointerp.report.html import write_report
+
+__all__ = ["ExamplesConfig", "write_examples", "write_report"]
