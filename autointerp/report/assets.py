@@ -23,7 +23,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .err { color: #b00; }
 #filter { width: 30em; padding: 4px; margin: 0.5em 0 1em; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; width: 260px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; width: 230px; }
 .card img { width: 100%; height: auto; display: block; }
 .card .meta { font-size: 0.85em; color: #555; margin: 4px 0; }
 mark { border-radius: 3px; padding: 0 2px; }

@@ -8,8 +8,9 @@ and test sets together, and writes one JSON line per latent to ``OUT/examples.js
   under, bins, over) and the latent's ``frequency``;
 - ``examples``: study, split (``explain`` / ``test``), source, activation, modality, the image
   slot it fires on most with its heatmap PNG over the radiograph (``OUT/heatmaps/
-  latent_<i>_<k>.png``, ``autointerp.context.write_example_heatmap``, one colour scale per
-  latent) and region phrase, the report sentences with its activating tokens marked and their
+  latent_<i>_<k>.png``, ``radinterp.overlay.write_overlay`` as in
+  ``autointerp.context.write_example_heatmap``, on the radiograph shrunk to ``max_side``, one
+  colour scale per latent) and region phrase, the report sentences with its activating tokens marked and their
   values (``example_sentences``), and the study's positive labels.
 
 So the HTML (``autointerp.report.html``) is rebuilt from the output folder alone, without the
@@ -39,15 +40,17 @@ from autointerp.context import (
     example_sentences,
     patch_heat,
     region_phrase,
+    slot_image,
     study_labels,
-    write_example_heatmap,
 )
 from autointerp.records import Example, LatentRecords
 from autointerp.sampling import SampleConfig, sample_latent
 from radinterp.config import BaseConfig
 from radinterp.data.study import Study
 from radinterp.labels import positive_labels
+from radinterp.models.image import load_image
 from radinterp.models.tokens import ImageSlot, TokenKind
+from radinterp.overlay import write_overlay
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +68,14 @@ class ExamplesConfig(BaseConfig):
     """Colour map of the heatmaps (``radinterp.overlay.colormap``)."""
     alpha: float = 0.6
     """Heatmap opacity at the latent's strongest shown activation."""
+    max_side: int = 512
+    """Longest side of a heatmap PNG in pixels (the radiograph is shrunk to it, never grown)."""
 
     def __post_init__(self) -> None:
         if self.n_examples < 1:
             raise ValueError(f"n_examples must be >= 1, got {self.n_examples}; pass e.g. 8")
+        if self.max_side < 16:
+            raise ValueError(f"max_side must be >= 16, got {self.max_side}; pass e.g. 512")
         if not 0.0 < self.alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {self.alpha}; pass e.g. 0.6")
 
@@ -160,18 +167,24 @@ class _Texts:
 
 def _heatmap(out: Path, rel: str, ex: Example, study: Study, grid, vmax: float,
              cfg: ExamplesConfig) -> tuple[str | None, str | None, str | None]:
-    """(png path relative to ``out``, slot name, region phrase) of ``ex``'s strongest image."""
+    """(png path relative to ``out``, slot name, region phrase) of ``ex``'s strongest image,
+    drawn on the radiograph shrunk to ``cfg.max_side`` (the crop scales with it)."""
     slot = _slot(ex)
     if slot is None or grid is None:
         return None, None, None
+    slot = ImageSlot(slot)
+    heat = patch_heat(ex, grid.n_patches_side, slot)  # (n_side, n_side)
     try:
-        write_example_heatmap(out / rel, ex, study, grid, slot=ImageSlot(slot), cmap=cfg.cmap,
-                              alpha=cfg.alpha, vmin=0.0, vmax=vmax)
+        image = load_image(slot_image(study, slot))
     except ValueError as err:  # the study lacks that image
         log.warning("no heatmap for latent %d on %s: %s", ex.latent, study.study_id, err)
-        return None, ImageSlot(slot).name.lower(), None
-    heat = patch_heat(ex, grid.n_patches_side, ImageSlot(slot))
-    return rel, ImageSlot(slot).name.lower(), region_phrase(heat)
+        return None, slot.name.lower(), region_phrase(heat)
+    if max(image.size) > cfg.max_side:
+        image = image.copy()
+        image.thumbnail((cfg.max_side, cfg.max_side))
+    write_overlay(out / rel, image, heat, grid.patch_geometry(image), cmap=cfg.cmap,
+                  alpha=cfg.alpha, vmin=0.0, vmax=vmax)
+    return rel, slot.name.lower(), region_phrase(heat)
 
 
 def latent_examples(records: LatentRecords, latent: int, sample_cfg: SampleConfig,
@@ -195,6 +208,7 @@ def write_examples(
 
     cfg = cfg or ExamplesConfig()
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / EXAMPLES
     done = {r["latent"] for r in _read_jsonl(path)}
     by_id = {s.study_id: s for s in studies}

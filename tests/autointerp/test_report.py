@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from autointerp.cli import register
 from autointerp.config import AutointerpConfig
 from autointerp.pipeline import run_autointerp
-from autointerp.report.examples import latent_examples
+from autointerp.report.examples import ExamplesConfig, latent_examples, write_examples
 from autointerp.report.html import highlight, write_report
 from autointerp.sampling import SampleConfig
 from radinterp.sae import SAEConfig, SparseAutoencoder, save_sae
@@ -106,6 +106,13 @@ def test_heatmaps_and_marked_text_of_the_drawn_examples(run, tmp_path):
     drawn = latent_examples(rec, 0, scfg, 8)
     assert [(s, e.study_id) for s, e in drawn] == [(e["split"], e["study_id"])
                                                    for e in rows[0]["examples"]]
+    small = write_examples(tmp_path / "small", rec, [0], studies, scfg,
+                           store=open_store(cfg.acts), cfg=ExamplesConfig(max_side=64))
+    [row] = map(json.loads, small.open())
+    assert [e["study_id"] for e in row["examples"]] == [e["study_id"] for e in rows[0]["examples"]]
+    png = Image.open(tmp_path / "small" / row["examples"][0]["heatmap"])
+    w, h = frontal[row["examples"][0]["study_id"]]
+    assert max(png.size) == 64 and abs(png.size[0] / png.size[1] - w / h) < 0.05
     # the HTML is rebuilt from the copied folder alone, through the CLI too
     before = (out / "index.html").read_text()
     (out / "index.html").unlink()
