@@ -10,8 +10,8 @@ and test sets together, and writes one JSON line per latent to ``OUT/examples.js
   slot it fires on most with its heatmap PNG over the radiograph (``OUT/heatmaps/
   latent_<i>_<k>.png``, ``radinterp.overlay.write_overlay`` as in
   ``autointerp.context.write_example_heatmap``, on the radiograph shrunk to ``max_side``, one
-  colour scale per latent) and region phrase, the report sentences with its activating tokens marked and their
-  values (``example_sentences``), and the study's positive labels.
+  colour scale per latent) and region phrase, the report sentences with its activating tokens
+  marked and their values (``example_sentences``), and the study's positive labels.
 
 So the HTML (``autointerp.report.html``) is rebuilt from the output folder alone, without the
 store. The records are already in memory: nothing here reads the store's activations.
