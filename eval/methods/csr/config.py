@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from radinterp.config import BaseConfig
+from eval.methods.base import MethodOptions
+from eval.methods.csr.tasks import TASKS
 
 POOLS = ("avg", "max", "lse")
 """How the concept head pools its class activation map into a concept logit."""
 
 
 @dataclass
-class CSRConfig(BaseConfig):
-    """Sizes and schedules of CSR's three stages on frozen patch features."""
+class CSRConfig(MethodOptions):
+    """CSR's sizes and schedules (three stages on frozen patch features), its task, and the
+    interactions applied to the test split (``--opt key=value`` on the command line)."""
 
     d_feature: int = 64
     """Channels of the feature-extractor head (the paper's backbone output, here a small
@@ -46,8 +48,37 @@ class CSRConfig(BaseConfig):
     """AdamW weight decay."""
     batch_size: int = 64
     """Studies per optimisation step."""
+    background: bool = True
+    """Also send the local vectors of the concepts a study lacks to M background prototypes
+    under the same loss (an addition to the paper: without it the projector never sees
+    concept-free features, which can then land on any concept's prototypes)."""
+    push: bool = True
+    """After stage 2, move each prototype onto its nearest training local concept vector, so
+    every prototype is one training study's concept (its "prototype image")."""
     seed: int = 0
-    """Seed of initialisation and batch order; equal configs on equal data train equal models."""
+    """Seed of initialisation and batch order; equal configs on equal data train equal models
+    (the run's --seed is added to it)."""
+    task: str = "abnormal"
+    """Task labels of the task head (see ``eval.methods.csr.tasks.TASKS``): ``abnormal``
+    (normal vs any non-device finding, exclusive) or ``findings`` (multi-label, one class per
+    concept)."""
+    min_positives: int = 5
+    """A finding is a concept when the train split holds at least this many studies with it."""
+    prune_min_hit: float = 0.5
+    """Simulated atlas refinement: prune prototypes whose own map's pointing game on the
+    validation split is below this (each concept keeps its best prototype)."""
+    box_outside_weight: float = 0.0
+    """Spatial feedback: weight of the patches outside a positive box (0: ignore them)."""
+    reject: tuple[str, ...] = ()
+    """User interaction: concepts rejected (scores zeroed) on every test study."""
+    prune: tuple[str, ...] = ()
+    """User interaction: prototypes pruned from the atlas, as ``concept:index`` items."""
+    feedback: str | None = None
+    """User interaction: a JSON file of per-study feedback on the test split,
+    ``{"reject": {study_id: [concept, ...]}, "boxes": [{"study_id": ..., "concept": ...,
+    "box": [r0, c0, r1, c1], "sign": "positive" | "negative"}]}`` (patch grid, end exclusive)."""
+    baselines: bool = True
+    """Also score the baselines: the concept model's CAM alone and a random-prototype atlas."""
 
     def __post_init__(self) -> None:
         for name in ("d_feature", "d_proj", "n_prototypes", "epochs_concept", "epochs_proto",
@@ -64,6 +95,17 @@ class CSRConfig(BaseConfig):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"CSRConfig.{name} must be > 0, got {getattr(self, name)}; "
                                  f"pass a positive {name}")
+        TASKS.get(self.task)  # unknown task: the error lists the valid ones
+        if self.min_positives < 1:
+            raise ValueError(f"min_positives must be >= 1, got {self.min_positives}; pass e.g. 5")
+        if not 0.0 <= self.prune_min_hit <= 1.0 or not 0.0 <= self.box_outside_weight <= 1.0:
+            raise ValueError("prune_min_hit and box_outside_weight must lie in [0, 1]; "
+                             "pass e.g. --opt prune_min_hit=0.5")
+        for item in self.prune:
+            name, sep, idx = str(item).rpartition(":")
+            if not sep or not name or not idx.isdigit():
+                raise ValueError(f"prune item {item!r} is not concept:index; pass e.g. "
+                                 "--opt prune=edema:0,lung_nodule:2")
         if self.weight_decay < 0:
             raise ValueError(f"CSRConfig.weight_decay must be >= 0, got {self.weight_decay}; "
                              "pass 0 or more")

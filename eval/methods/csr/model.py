@@ -68,6 +68,10 @@ class Atlas(nn.Module):
         )
         self.prototypes = nn.Parameter(torch.randn(n_concepts, cfg.n_prototypes, cfg.d_proj))  # (K, M, p)
         self.register_buffer("active", torch.ones(n_concepts, cfg.n_prototypes, dtype=torch.bool))
+        self.background = nn.Parameter(torch.randn(cfg.n_prototypes, cfg.d_proj))  # (M, p)
+        """Prototypes of "no concept" (training only; never in a map or the task head)."""
+        self.register_buffer("source", torch.full((n_concepts, cfg.n_prototypes), -1, dtype=torch.long))
+        """Training-study row each prototype was pushed onto (-1: not pushed)."""
 
     def embed(self, v: torch.Tensor) -> torch.Tensor:
         """Unit vectors in the prototype space: (..., d_f) -> (..., p)."""
@@ -92,9 +96,9 @@ def reweight_maps(maps: torch.Tensor, weights: torch.Tensor | None) -> torch.Ten
     return weights * (maps + 1.0) - 1.0
 
 
-def prototype_scores(maps: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    """Each prototype's maximum similarity over patches (N, K, M); pruned prototypes score 0."""
-    return maps.flatten(3).amax(-1) * active.to(maps.dtype)
+def prototype_scores(maps: torch.Tensor) -> torch.Tensor:
+    """Each prototype's maximum similarity over patches: (N, K, M, h, w) -> (N, K, M)."""
+    return maps.flatten(3).amax(-1)
 
 
 def concept_maps(maps: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
@@ -113,6 +117,8 @@ class CSRModel(nn.Module):
         self.concept = ConceptModel(d_in, n_concepts, cfg)
         self.atlas = Atlas(cfg.d_feature, n_concepts, cfg)
         self.task_head = nn.Linear(n_concepts * cfg.n_prototypes, n_classes)
+        self.register_buffer("score_offset", torch.zeros(n_concepts, cfg.n_prototypes))
+        """Each prototype's mean score on training studies without its concept (set in stage 3)."""
 
     @property
     def n_concepts(self) -> int:
@@ -123,9 +129,16 @@ class CSRModel(nn.Module):
         f, _ = self.concept(x)
         return self.atlas.similarity_maps(f)
 
-    def task_logits(self, scores: torch.Tensor, rejected: torch.Tensor | None = None) -> torch.Tensor:
-        """Prototype scores (N, K, M) -> task logits (N, C); ``rejected`` (N, K) or (K,) bool
-        zeroes every score of a rejected concept first (the paper's concept interaction)."""
+    def task_inputs(self, scores: torch.Tensor, rejected: torch.Tensor | None = None) -> torch.Tensor:
+        """The task head's inputs from prototype scores (N, K, M): evidence above the
+        prototype's absent-concept mean, clipped at 0, so 0 reads "concept absent"; pruned
+        prototypes and the concepts in ``rejected`` ((N, K) or (K,) bool) are zeroed (the
+        paper's atlas and concept interactions)."""
+        x = torch.relu(scores - self.score_offset) * self.atlas.active.to(scores.dtype)
         if rejected is not None:
-            scores = scores.masked_fill(rejected.to(torch.bool).expand(scores.shape[:2])[..., None], 0.0)
-        return self.task_head(scores.flatten(1))
+            x = x.masked_fill(rejected.to(torch.bool).expand(x.shape[:2])[..., None], 0.0)
+        return x
+
+    def task_logits(self, scores: torch.Tensor, rejected: torch.Tensor | None = None) -> torch.Tensor:
+        """Prototype scores (N, K, M) -> task logits (N, C) (see :meth:`task_inputs`)."""
+        return self.task_head(self.task_inputs(scores, rejected).flatten(1))

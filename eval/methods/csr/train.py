@@ -114,41 +114,80 @@ def concept_vectors(model: CSRModel, x: torch.Tensor) -> torch.Tensor:
     return local_concept_vectors(f, cam, model.cfg.cam_temperature)
 
 
-def _present_pairs(v: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vectors (P, d_f) of the (study, concept) pairs with the concept present, and their concept."""
+def _present_pairs(v: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Vectors (P, d_f) of the (study, concept) pairs with the concept present, their concept
+    (P,) and their study row (P,)."""
     n_idx, k_idx = y.nonzero(as_tuple=True)
-    return v[n_idx, k_idx], k_idx
+    return v[n_idx, k_idx], k_idx, n_idx
+
+
+@torch.no_grad()
+def push_prototypes(model: CSRModel, v: torch.Tensor, concept: torch.Tensor, study: torch.Tensor) -> None:
+    """Move each prototype onto the nearest projected training vector of its own concept and
+    record that vector's study row in ``atlas.source`` (concepts without vectors keep theirs)."""
+    atlas = model.atlas
+    z = atlas.embed(v)  # (P, p)
+    protos = atlas.unit_prototypes()  # (K, M, p)
+    for k in range(model.n_concepts):
+        rows = (concept == k).nonzero(as_tuple=True)[0]
+        if len(rows) == 0:
+            continue
+        nearest = (protos[k] @ z[rows].T).argmax(1)  # (M,)
+        atlas.prototypes[k] = z[rows[nearest]]
+        atlas.source[k] = study[rows[nearest]]
 
 
 def train_atlas(model: CSRModel, train: CSRSplit, val: CSRSplit, progress: bool = True) -> float:
-    """Stage 2: projector + prototypes under the multi-prototype contrastive loss."""
+    """Stage 2: projector + prototypes under the multi-prototype contrastive loss (with
+    ``cfg.background``, absent concepts' vectors count as class K, the background)."""
     atlas, cfg = model.atlas, model.cfg
-    v_tr, k_tr = _present_pairs(concept_vectors(model, train.x), train.concepts)
-    v_va, k_va = _present_pairs(concept_vectors(model, val.x), val.concepts)
+    n_k = model.n_concepts
+    v_all_tr, v_all_va = concept_vectors(model, train.x), concept_vectors(model, val.x)
+    v_tr, k_tr, n_tr = _present_pairs(v_all_tr, train.concepts)
     if len(v_tr) == 0:
         raise ValueError("no training study has any concept present; pass studies with findings")
+    pairs_tr, pairs_va = (v_tr, k_tr), _present_pairs(v_all_va, val.concepts)[:2]
+    if cfg.background:  # absent (study, concept) pairs -> class K
+        pairs_tr = _with_background(pairs_tr, v_all_tr, train.concepts)
+        pairs_va = _with_background(pairs_va, v_all_va, val.concepts)
     with torch.no_grad():  # start each prototype at a projected vector of its concept
         gen = torch.Generator().manual_seed(cfg.seed)
-        z = atlas.embed(v_tr)  # (P, p)
-        for k in range(model.n_concepts):
-            zk = z[k_tr == k]
+        z = atlas.embed(pairs_tr[0])  # (P, p)
+        for k in range(n_k + 1):
+            zk = z[pairs_tr[1] == k]
             if len(zk):
                 pick = torch.randint(len(zk), (cfg.n_prototypes,), generator=gen)
-                atlas.prototypes[k] = zk[pick] + 0.1 * torch.randn(zk[pick].shape, generator=gen)
+                start = zk[pick] + 0.1 * torch.randn(zk[pick].shape, generator=gen)
+                (atlas.prototypes[k] if k < n_k else atlas.background).copy_(start)
 
     def loss(v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return multi_prototype_contrastive_loss(atlas.embed(v), k, atlas.unit_prototypes(), cfg.tau)
+        protos = atlas.unit_prototypes()
+        if cfg.background:
+            protos = torch.cat([protos, F.normalize(atlas.background, dim=-1)[None]])  # (K + 1, M, p)
+        return multi_prototype_contrastive_loss(atlas.embed(v), k, protos, cfg.tau)
 
-    val_fn = (lambda: float(loss(v_va, k_va))) if len(v_va) else (lambda: float(loss(v_tr, k_tr)))
-    return _fit(list(atlas.parameters()), [atlas], len(v_tr), lambda i: loss(v_tr[i], k_tr[i]),
-                val_fn, cfg.epochs_proto, cfg, "csr atlas", progress)
+    v_fit, k_fit = pairs_tr
+    v_val, k_val = pairs_va if len(pairs_va[0]) else pairs_tr
+    best = _fit(list(atlas.parameters()), [atlas], len(v_fit), lambda i: loss(v_fit[i], k_fit[i]),
+                lambda: float(loss(v_val, k_val)), cfg.epochs_proto, cfg, "csr atlas", progress)
+    if cfg.push:
+        push_prototypes(model, v_tr, k_tr, n_tr)
+    return best
+
+
+def _with_background(pairs: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor, y: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pairs`` plus every absent (study, concept) vector labelled K (the background)."""
+    n_idx, k_idx = (y == 0).nonzero(as_tuple=True)
+    bg = torch.full((len(n_idx),), y.shape[1], dtype=torch.long)
+    return torch.cat([pairs[0], v[n_idx, k_idx]]), torch.cat([pairs[1], bg])
 
 
 @torch.no_grad()
 def similarity_scores(model: CSRModel, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Prototype scores (N, K, M): maximum similarity over patches, pruned prototypes 0."""
+    """Prototype scores (N, K, M): maximum similarity over patches."""
     model.eval()
-    out = [prototype_scores(model.maps(xc), model.atlas.active) for xc in x.split(chunk)]
+    out = [prototype_scores(model.maps(xc)) for xc in x.split(chunk)]
     return torch.cat(out)
 
 
@@ -161,12 +200,15 @@ def task_loss(logits: torch.Tensor, target: torch.Tensor, exclusive: bool) -> to
 
 def train_task_head(model: CSRModel, train: CSRSplit, val: CSRSplit, exclusive: bool,
                     progress: bool = True) -> float:
-    """Stage 3: the linear task head on the prototype scores."""
+    """Stage 3: the linear task head on the prototype scores (their absent-concept means,
+    ``score_offset``, are measured on the train split first)."""
     head, cfg = model.task_head, model.cfg
-    s_tr, s_va = similarity_scores(model, train.x), similarity_scores(model, val.x)
+    s_tr, s_va = similarity_scores(model, train.x), similarity_scores(model, val.x)  # (N, K, M)
+    absent = (train.concepts == 0).float()[..., None]  # (N, K, 1)
+    model.score_offset.copy_((s_tr * absent).sum(0) / absent.sum(0).clamp(min=1))
 
     def loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return task_loss(head(s.flatten(1)), t, exclusive)
+        return task_loss(model.task_logits(s), t, exclusive)
 
     return _fit(list(head.parameters()), [head], len(s_tr), lambda i: loss(s_tr[i], train.task[i]),
                 lambda: float(loss(s_va, val.task)), cfg.epochs_task, cfg, "csr task head", progress)
