@@ -13,7 +13,8 @@ The paper's three interactions, as functions on a trained :class:`CSRModel`:
 The simulated doctor (ground truth standing in for a radiologist, so the numbers are an upper
 bound of what feedback can do): :func:`refine_atlas` prunes the prototypes whose own map misses
 the mask on the validation split; :func:`oracle_rejections` rejects the concepts a study does not
-have but scores above the concept's validation threshold; :func:`oracle_boxes` draws a positive
+have but scores above the concept's validation threshold and that argue for the prediction
+(:func:`concept_support`); :func:`oracle_boxes` draws a positive
 box around each finding's mask, or a negative box on a map peak that misses it.
 """
 
@@ -134,10 +135,27 @@ def refine_atlas(proto_maps: np.ndarray, masks: PatchMasks, positives: np.ndarra
     return pruned, hits
 
 
-def oracle_rejections(concept_scores: np.ndarray, positives: np.ndarray,
-                      thresholds: np.ndarray) -> torch.Tensor:
-    """(N, K) bool: concepts the study lacks but that score at or above their threshold."""
-    return torch.from_numpy((concept_scores >= thresholds[None, :]) & ~np.asarray(positives, bool))
+@torch.no_grad()
+def concept_support(model: CSRModel, scores: torch.Tensor, predicted: torch.Tensor, exclusive: bool
+                    ) -> torch.Tensor:
+    """How much each concept argues for the prediction: (N, K) from prototype scores (N, K, M)
+    and predicted classes (N, C) bool. Exclusive tasks: its share of the predicted class's
+    logit above the mean logit; multi-label: its share of the predicted classes' logits."""
+    inputs = model.task_inputs(scores)  # (N, K, M)
+    w = model.task_head.weight.view(-1, *inputs.shape[1:])  # (C, K, M)
+    if exclusive:
+        w = w - w.mean(0, keepdim=True)
+    return torch.einsum("nkm,nc,ckm->nk", inputs, predicted.float(), w)
+
+
+def oracle_rejections(concept_scores: np.ndarray, positives: np.ndarray, thresholds: np.ndarray,
+                      support: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, K) bool: concepts the study lacks that score at or above their threshold and, with
+    ``support`` (N, K), argue for the prediction (what a doctor reading the explanation sees)."""
+    out = (concept_scores >= thresholds[None, :]) & ~np.asarray(positives, bool)
+    if support is not None:
+        out &= support.numpy() > 0
+    return torch.from_numpy(out)
 
 
 def oracle_boxes(concept_maps: np.ndarray, masks: PatchMasks, positives: np.ndarray,

@@ -7,7 +7,7 @@ Variants (each scored by :func:`~eval.methods.csr.evaluate.summarise`):
 - ``atlas_refinement``: prototypes pruned by the simulated doctor on validation, task head
   refitted on the remaining prototypes (a train-time interaction, as in the paper);
 - ``concept_rejection``: the simulated doctor rejects concepts a study lacks that score above
-  their validation threshold (test time; changes the task only);
+  their validation threshold and argue for the prediction (test time; changes the task only);
 - ``positive_boxes`` / ``negative_boxes``: spatial feedback (a box around each finding's mask /
   a "not here" box on a peak that misses it), maps and scores recomputed;
 - ``user``: the interactions given in the options (``reject``, ``prune``, ``feedback``).
@@ -42,12 +42,13 @@ from eval.methods.csr.evaluate import (
 from eval.methods.csr.interact import (
     Box,
     box_weights,
+    concept_support,
     oracle_boxes,
     oracle_rejections,
     prune_prototypes,
     refine_atlas,
 )
-from eval.methods.csr.model import CSRModel
+from eval.methods.csr.model import CSRModel, prototype_scores
 from eval.methods.csr.train import CSRSplit, train_task_head
 from radinterp.metrics import best_f1_threshold
 
@@ -91,6 +92,22 @@ def cam_view(model: CSRModel, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return cam.numpy(), model.concept.logits(cam).numpy()
 
 
+def _predicted(logits: np.ndarray, thresholds: np.ndarray | None) -> torch.Tensor:
+    """(N, C) bool predicted classes: arg-max (exclusive) or logits over the thresholds."""
+    if thresholds is None:
+        return torch.from_numpy(np.eye(logits.shape[1], dtype=bool)[logits.argmax(1)])
+    return torch.from_numpy(logits >= thresholds[None, :])
+
+
+def _flips(before: torch.Tensor, after: torch.Tensor, labels: np.ndarray) -> dict[str, int]:
+    """Studies whose predicted classes changed, and how many of those were fixed / broken."""
+    b, a = before.numpy(), after.numpy()
+    changed = (a != b).any(1)
+    right_b, right_a = (b == labels).all(1), (a == labels).all(1)
+    return {"n_changed": int(changed.sum()), "n_fixed": int((changed & right_a).sum()),
+            "n_broken": int((changed & right_b).sum())}
+
+
 def _variant(v: View, test: PartData, names: list[str], thr, **extra: Any) -> dict[str, Any]:
     return {**extra, **summarise(v, test, names, thr)}
 
@@ -118,9 +135,12 @@ def measure(model: CSRModel, refined: CSRModel, pruned: list[tuple[int, int]], h
     # concept rejection: thresholds of the concept scores on validation
     cthr = np.array([best_f1_threshold(val.concepts[:, k], v_val.scores[:, k]) if val.concepts[:, k].any()
                      else np.inf for k in range(len(names))])
-    rejected = oracle_rejections(base.scores, test.concepts, cthr)
-    inter["concept_rejection"] = _variant(view(model, pm_te, rejected=rejected), test, names, thr,
-                                          n_rejected=int(rejected.sum()))
+    predicted = _predicted(base.logits, thr)
+    support = concept_support(model, prototype_scores(pm_te), predicted, test.task.exclusive)
+    rejected = oracle_rejections(base.scores, test.concepts, cthr, support)
+    after = view(model, pm_te, rejected=rejected)
+    inter["concept_rejection"] = _variant(after, test, names, thr, n_rejected=int(rejected.sum()),
+                                          **_flips(predicted, _predicted(after.logits, thr), test.task.labels))
     for key, positive in (("positive_boxes", True), ("negative_boxes", False)):
         boxes = oracle_boxes(base.maps, test.masks, test.concepts, positive)
         w = box_weights(shape, boxes, cfg.box_outside_weight)

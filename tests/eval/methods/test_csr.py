@@ -26,7 +26,8 @@ from eval.methods.csr import (
     train_csr,
 )
 from eval.methods.csr.evaluate import PartData, pointing, prototype_maps, task_f1, view
-from eval.methods.csr.interact import oracle_boxes, oracle_rejections
+from eval.methods.csr.interact import concept_support, oracle_boxes, oracle_rejections
+from eval.methods.csr.model import prototype_scores
 from eval.methods.csr.measure import random_atlas
 from eval.methods.csr.tasks import TaskLabels
 from eval.methods.masks import PatchMasks
@@ -114,6 +115,10 @@ def test_rejecting_a_spurious_concept_restores_the_task(trained):
     thr = np.array([best_f1_threshold(parts["val"].concepts[:, k], val_scores[:, k]) for k in range(K)])
     rejected = oracle_rejections(before.scores, test.concepts, thr)
     assert rejected[normal, 1].float().mean() > 0.8 and not rejected[torch.from_numpy(y)].any()
+    support = concept_support(model, prototype_scores(pm), torch.from_numpy(before.logits.argmax(1))[:, None]
+                              == torch.arange(2), exclusive=True)
+    cited = oracle_rejections(before.scores, test.concepts, thr, support)
+    assert (cited <= rejected).all() and cited[normal, 1].float().mean() > 0.5
     after = view(model, pm, rejected=rejected)
     f1_before = task_f1(before.logits, test.task, None)["macro_f1"]
     f1_after = task_f1(after.logits, test.task, None)["macro_f1"]
