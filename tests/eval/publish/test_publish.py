@@ -175,3 +175,27 @@ def test_maira2_release_folder_evaluates_and_republishes(tiny_release, tmp_path,
     xs = x[:64]
     with torch.no_grad():
         assert torch.allclose(theirs.encode(xs), trainer.ae.encode(xs), atol=1e-4)
+
+
+def test_cli_bad_repo_id_is_one_line(tiny_release, tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from eval.publish.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps typer's multi-command layout
+        pass
+
+    res = CliRunner().invoke(app, ["publish", "--sae", str(tiny_release.sae), "--repo-id", "org/name/x",
+                                   "--dry-run", str(tmp_path / "d")])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: repo id 'org/name/x' is not ORG/NAME (fix: ")
+    res = CliRunner().invoke(app, ["publish", "--sae", str(tiny_release.sae), "--repo-id", REPO,
+                                   "--dry-run", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    assert "would upload: upload_folder" in res.output and (tmp_path / "d" / "README.md").is_file()
