@@ -21,7 +21,15 @@ from eval.publish.upload import STATE_FILE, execute, hub_api, plan_upload
 REPO = "radinterp-test/tiny-sae"
 
 
-def test_dry_run_sae_lens_layout_loads_in_sae_lens(tiny_release, tmp_path) -> None:
+def _as_hub_cache(dry: Path, cache: Path, repo_id: str) -> None:
+    """Lay the dry-run folder out as huggingface_hub's local cache of ``repo_id`` (one snapshot)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(dry, repo / "snapshots" / ("0" * 40), ignore=shutil.ignore_patterns(STATE_FILE))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+
+
+def test_dry_run_sae_lens_layout_loads_in_sae_lens(tiny_release, tmp_path, monkeypatch) -> None:
     sae_lens = pytest.importorskip("sae_lens")
     from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
 
@@ -39,13 +47,20 @@ def test_dry_run_sae_lens_layout_loads_in_sae_lens(tiny_release, tmp_path) -> No
                    if p.is_file())
     assert files == [STATE_FILE, "README.md", f"{sae_id}/cfg.json", f"{sae_id}/explanations.jsonl",
                      f"{sae_id}/metrics.json", f"{sae_id}/sae_weights.safetensors"]
-    # what SAE.from_pretrained(REPO, sae_id) downloads: SAE_ID/cfg.json + weights of REPO
+    # SAE.from_pretrained(REPO, sae_id) reads SAE_ID/cfg.json + weights of REPO: here through the
+    # real hf_hub_download, offline, from a Hub cache holding exactly the dry-run files
     assert get_repo_id_and_folder_name(REPO, sae_id) == (REPO, sae_id)
-    theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "dry" / sae_id))
+    import huggingface_hub.constants as hub_constants
+
+    _as_hub_cache(tmp_path / "dry", tmp_path / "hub", REPO)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     ours = load_sae(tiny_release.sae)
     x = torch.randn(32, ours.d_in) * 3
-    with torch.no_grad():
-        assert torch.allclose(theirs.encode(x), ours.encode(x), atol=1e-5)
+    for theirs in (sae_lens.SAE.load_from_disk(str(tmp_path / "dry" / sae_id)),
+                   sae_lens.SAE.from_pretrained(REPO, sae_id)):
+        with torch.no_grad():
+            assert torch.allclose(theirs.encode(x), ours.encode(x), atol=1e-5)
     card = (tmp_path / "dry" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: saelens\nlicense: mit\n")
     m = json.loads((tiny_release.eval_out / "metrics.json").read_text())
