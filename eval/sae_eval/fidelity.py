@@ -180,6 +180,16 @@ class Splicer:
         for name, logits in spliced.items():
             self.sums.add(name, *_ce_kl(logits, targets, clean_lp))
 
+    def _fewer_logits(self) -> dict[str, int]:
+        """Ask the model for the last position's logits only (we take ours from the final norm)."""
+        import inspect
+
+        params = inspect.signature(self.adapter.model.forward).parameters
+        for name in ("logits_to_keep", "num_logits_to_keep"):  # transformers >= 4.50, older
+            if name in params:
+                return {name: 1}
+        return {}
+
     def _logits_at(self, h_final: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return self.head(h_final[rows, pos])  # (n, V)
 
@@ -187,7 +197,7 @@ class Splicer:
         layers = self.adapter.lm_layers()
         box: dict[str, Any] = {}
         with _record_layer(layers[self.layer], box), _record_output(self.norm, box, "final"):
-            self.adapter.model(**kw, use_cache=False, logits_to_keep=1)
+            self.adapter.model(**kw, use_cache=False, **self._fewer_logits())
         clean = self._logits_at(box["final"], rows, pos)
         h = box["out"]  # (B, T, d_model) the site's clean output
         spliced = {}
