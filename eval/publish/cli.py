@@ -23,6 +23,7 @@ def publish_command(
     autointerp: str = typer.Option(None, "--autointerp", help="autointerp folder(s) with explanations.jsonl (default SAE/autointerp)."),
     license: str = typer.Option("mit", "--license", help="Licence of the weights."),
     data_note: str = typer.Option(None, "--data-note", help="The training data and its licence, for the card."),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="Publish autointerp explanations (they can quote report phrases: review them)."),
     public: bool = typer.Option(False, "--public", help="Create the repo public (default private)."),
     endpoint: str = typer.Option(None, "--endpoint", help="Hub endpoint (default huggingface.co)."),
 ) -> None:
@@ -31,7 +32,7 @@ def publish_command(
 
     extra = {"data_note": data_note} if data_note else {}
     cfg = PublishConfig(saes=_list(sae), repo_id=repo_id, layout=layout, evals=_list(eval_dirs),
-                        autointerp=_list(autointerp), license=license, private=not public,
+                        autointerp=_list(autointerp), license=license, include_labels=labels, private=not public,
                         endpoint=endpoint, **extra)
     folder = dry_run or stage or Path(f"publish-{repo_id.replace('/', '__')}")
     plan = publish(cfg, folder, dry_run=dry_run is not None)

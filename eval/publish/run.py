@@ -35,6 +35,8 @@ class PublishConfig(BaseConfig):
     data_note: str = ("activations of the studies named in the eval's store; check that data's "
                       "licence before publishing")
     """The data the SAE was trained on and its licence, for the card."""
+    include_labels: bool = True
+    """Publish the autointerp explanations (they can quote report phrases: review them first)."""
     private: bool = True
     """Create the repo private."""
     endpoint: str | None = None
@@ -54,6 +56,8 @@ def stage_release(cfg: PublishConfig, stage: str | Path) -> list[str]:
     stage = Path(stage)
     entries = gather([Path(p) for p in cfg.saes], [Path(p) for p in cfg.evals] or None,
                      [Path(p) for p in cfg.autointerp] or None)
+    if not cfg.include_labels:
+        entries = [dataclasses.replace(e, explanations=[]) for e in entries]
     if stage.exists() and any(stage.iterdir()) and not (stage / STATE_FILE).is_file():
         raise InputError(f"staging folder {stage} is not empty and was not written by publish",
                          "pass an empty or new folder")

@@ -73,12 +73,16 @@ def test_dry_run_sae_lens_layout_loads_in_sae_lens(tiny_release, tmp_path, monke
     assert plan[1].kwargs["path_in_repo"] == sae_id and plan[0].kwargs["private"] is True
 
 
-def test_dictionary_learning_layout(tiny_release, tmp_path) -> None:
-    publish(PublishConfig(saes=[str(tiny_release.sae)], repo_id=REPO, layout="dictionary_learning"),
+def test_dictionary_learning_layout_without_labels(tiny_release, tmp_path) -> None:
+    (tmp_path / "ai").mkdir()
+    (tmp_path / "ai" / "explanations.jsonl").write_text('{"latent": 1, "explanation": "secret phrase"}\n')
+    publish(PublishConfig(saes=[str(tiny_release.sae)], repo_id=REPO, layout="dictionary_learning",
+                          autointerp=[str(tmp_path / "ai")], include_labels=False),
             tmp_path / "dl", dry_run=True)
     folder = tmp_path / "dl" / tiny_release.sae.name
-    assert (folder / "ae.pt").is_file() and (folder / "config.json").is_file()
-    assert "library_name: dictionary-learning" in (tmp_path / "dl" / "README.md").read_text()
+    assert sorted(p.name for p in folder.iterdir()) == ["ae.pt", "config.json", "metrics.json"]
+    card = (tmp_path / "dl" / "README.md").read_text()
+    assert "library_name: dictionary-learning" in card and "secret phrase" not in card
     back, ours = load_sae(folder), load_sae(tiny_release.sae)
     assert torch.equal(back.W_dec, ours.W_dec) and back.cfg.widths == ours.cfg.widths
 
