@@ -33,6 +33,8 @@ def _bad_args(tmp):
         "next-sentence": (["--data", missing, "--study", "x"], "missing"),
         "demo": (["--out", str(tmp / "demo"), "--n-studies", "1"], "n_studies"),
         "autointerp": (["--sae", missing, "--acts", missing, "--out", str(tmp / "ai")], "missing"),
+        "eval": (["--sae", missing, "--acts", missing, "--out", str(tmp / "ev")], "does not exist"),
+        "publish": (["--sae", missing, "--repo-id", "no-org", "--dry-run", str(tmp / "d")], "ORG/NAME"),
     }
 
 
