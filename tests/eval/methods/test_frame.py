@@ -114,7 +114,8 @@ def test_metrics_on_known_maps():
     t = np.zeros((4, 4), bool)
     t[1:3, 1:3] = True
     heat = t.astype(float) + np.linspace(0, 0.1, 16).reshape(4, 4)
-    assert pointing_hit(heat, t) and not pointing_hit(-heat, t)
+    assert pointing_hit(heat, t) == 1.0 and pointing_hit(-heat, t) == 0.0
+    assert pointing_hit(np.zeros((4, 4)), t) == 4 / 16  # a flat map: the target's share
     assert dice(heat > 0.5, t) == 1.0 and iou(heat > 0.5, t) == 1.0
     pred = np.zeros_like(t)
     pred[1, 1:3] = True
