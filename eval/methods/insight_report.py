@@ -97,7 +97,8 @@ def evaluate(method: Any, ctx: MethodContext) -> dict[str, Any]:
             for key in ("dice", "iou", "pointing_game"):
                 row[key + sfx] = per[f][key]
         row.update({k: loc["insight"][f][k] for k in ("n_scored", "n_skipped_no_mask",
-                                                      "n_outside_crop", "threshold")})
+                                                      "n_outside_crop", "threshold",
+                                                      "threshold_mode", "val_dice")})
         table[f] = row
 
     _write_maps(ctx, ids["test"], pred["insight"]["test"], findings)
@@ -109,6 +110,7 @@ def evaluate(method: Any, ctx: MethodContext) -> dict[str, Any]:
         summary["mean_iou" + sfx] = mean_defined(table[f]["iou" + sfx] for f in with_masks)
         summary["mean_pointing_game" + sfx] = mean_defined(table[f]["pointing_game" + sfx]
                                                            for f in with_masks)
+    summary["mean_val_dice"] = mean_defined(table[f]["val_dice"] for f in with_masks)
     for name in auroc:
         summary["mean_auroc" if name == "insight" else f"mean_auroc_{name}"] = \
             mean_defined(_num(v) for v in auroc[name])
@@ -118,7 +120,7 @@ def evaluate(method: Any, ctx: MethodContext) -> dict[str, Any]:
                           "constant": "the finding's mean train patch mask as every study's map"}
             if opts.baselines else {},
             "skipped_no_features": dict(feats.skipped),
-            "masks_missing": {f: dict(c) for p in SPLITS for f, c in masks[p].missing.items()}}
+            "masks_missing_test": {f: dict(c) for f, c in masks["test"].missing.items()}}
 
 
 def _num(v: float) -> float | None:
@@ -142,3 +144,29 @@ def _write_maps(ctx: MethodContext, test_ids: list[str], pred: tuple, findings: 
                                   "context": torch.from_numpy(con[k]).float(),
                                   "score": torch.from_numpy(score[k]).float()},
                             {"findings": findings, "site": ctx.site})
+
+
+def markdown_table(metrics: dict[str, Any]) -> str:
+    """Per-finding table of an INSIGHT ``metrics.json`` (each number beside its baselines)."""
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    head = ("| finding | test pos | AUROC (shuffled) | Dice (shuffled / constant) | "
+            "IoU (constant) | pointing (constant) | scored / skipped no mask |\n"
+            "|---|---|---|---|---|---|---|\n")
+    rows = []
+    for name, r in metrics["per_finding"].items():
+        few = "*" if r["few_positives"] else ""
+        rows.append(
+            f"| {name} | {r['n_pos_test']}{few} | {f(r['auroc'])} ({f(r.get('auroc_shuffled'))}) | "
+            f"{f(r['dice'])} ({f(r.get('dice_shuffled'))} / {f(r.get('dice_constant'))}) | "
+            f"{f(r['iou'])} ({f(r.get('iou_constant'))}) | "
+            f"{f(r['pointing_game'])} ({f(r.get('pointing_game_constant'))}) | "
+            f"{r['n_scored']} / {r['n_skipped_no_mask']} |")
+    s = metrics["summary"]
+    rows.append(f"| **mean** | | {f(s.get('mean_auroc'))} ({f(s.get('mean_auroc_shuffled'))}) | "
+                f"{f(s.get('mean_dice'))} ({f(s.get('mean_dice_shuffled'))} / "
+                f"{f(s.get('mean_dice_constant'))}) | {f(s.get('mean_iou'))} "
+                f"({f(s.get('mean_iou_constant'))}) | {f(s.get('mean_pointing_game'))} "
+                f"({f(s.get('mean_pointing_game_constant'))}) | |")
+    return head + "\n".join(rows) + "\n"

@@ -121,7 +121,8 @@ def _lm_patches(adapter: Any, studies: list[Study], site: str) -> torch.Tensor:
     from eval.recovery.prefix_capture import capture_image_prefix
 
     n = adapter.n_patches_side
-    sa = capture_image_prefix(adapter, studies, [site], batch_size=len(studies))[site]
+    frontal = [_frontal_only(s) for s in studies]  # the prefix cut keeps no prior's pixels
+    sa = capture_image_prefix(adapter, frontal, [site], batch_size=len(studies))[site]
     out = torch.zeros(len(studies), n * n, sa.acts.shape[1])
     out[torch.from_numpy(sa.study), torch.from_numpy(sa.patch)] = sa.acts
     return out.reshape(len(studies), n, n, -1)
