@@ -10,7 +10,7 @@ Layout of ``OUT``::
 
 A rerun with the same config returns the stored metrics; an interrupted one keeps its cached
 features and finished maps. A folder holding another run's config is refused unless
-``overwrite``.
+``overwrite``, which keeps the cached features when the model, site and data are the same.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from radinterp.config import write_json_atomic
 
 CFG, MODEL, METRICS, MAPS, FEATURES = "cfg.json", "model.safetensors", "metrics.json", "maps", "features"
 _ARTIFACTS = (CFG, MODEL, METRICS, MAPS, FEATURES)
+FEATURE_KEYS = ("data", "model", "model_options", "site", "max_studies")
+"""Run-config fields the cached patch features depend on."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -83,34 +85,41 @@ class MethodOutput:
         self.root = Path(out)
 
     # ------------------------------------------------------------------ lifecycle
-    def prepare(self, cfg: dict[str, Any], overwrite: bool = False) -> bool:
+    def prepare(self, cfg: dict[str, Any], overwrite: bool = False,
+                feature_keys: tuple[str, ...] = FEATURE_KEYS) -> bool:
         """Check the folder against ``cfg``; True when the run is already complete.
 
         Writes ``cfg.json`` for a new run; keeps a matching interrupted run's files (resume);
-        refuses a folder holding another run unless ``overwrite`` (which deletes its artifacts).
+        refuses a folder holding another run unless ``overwrite``, which deletes its artifacts
+        but keeps the cached patch features when ``cfg`` agrees on every ``feature_keys`` field
+        (another method or options on the same features).
         """
+        cfg = json.loads(json.dumps(cfg, sort_keys=True))
         have = self.read_cfg()
-        if have is not None and have != json.loads(json.dumps(cfg, sort_keys=True)):
+        if have is not None and have != cfg:
             if not overwrite:
                 diff = sorted(k for k in set(cfg) | set(have) if cfg.get(k) != have.get(k))
                 raise FileExistsError(f"{self.root} holds another method run (config differs in "
                                       f"{diff}); pass --overwrite or choose another --out")
-            self.clear()
+            self.clear(keep_features=all(cfg.get(k) == have.get(k) for k in feature_keys))
         elif have is None and self.root.exists() and any(self.root.iterdir()) and not overwrite:
             raise FileExistsError(f"{self.root} is not empty and holds no method run; "
                                   "choose another --out or pass --overwrite")
         elif overwrite:
-            self.clear()
+            self.clear(keep_features=have is not None)
         if self.complete() and not overwrite:
             return True
         write_json_atomic(self.root / CFG, cfg)
         return False
 
-    def clear(self) -> None:
-        """Delete this run's artifacts (nothing else in the folder)."""
+    def clear(self, keep_features: bool = False) -> None:
+        """Delete this run's artifacts (nothing else in the folder); the cached patch features
+        too unless ``keep_features``."""
         for name in _ARTIFACTS:
+            if keep_features and name == FEATURES:
+                continue
             p = self.root / name
-            if p.is_dir():
+            if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()

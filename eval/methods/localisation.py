@@ -18,12 +18,13 @@ import numpy as np
 from eval.methods.masks import PatchMasks
 
 
-def pointing_hit(heat: np.ndarray, target: np.ndarray) -> bool:
-    """Whether the maximum of ``heat`` (n, n) lies on a True patch of ``target`` (n, n); ties
-    count as a hit when any maximal patch is on the target."""
+def pointing_hit(heat: np.ndarray, target: np.ndarray) -> float:
+    """Whether the maximum of ``heat`` (n, n) lies on a True patch of ``target`` (n, n): 1 or 0;
+    with tied maxima the share of them on the target (a hit under a random tie-break), so a
+    flat map scores the target's share of the grid, not a free hit."""
     heat = np.asarray(heat, np.float64)
     top = heat >= heat.max()
-    return bool((top & np.asarray(target, bool)).any())
+    return float((top & np.asarray(target, bool)).sum() / top.sum())
 
 
 def dice(pred: np.ndarray, target: np.ndarray) -> float:
@@ -50,7 +51,7 @@ class FindingLocalisation:
     """Pairs with the finding but without its mask (not scored)."""
     outside_crop: int = 0
     """Pairs whose mask touches no patch of the crop (not scored)."""
-    pointing: list[bool] = field(default_factory=list)
+    pointing: list[float] = field(default_factory=list)
     dice: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
 

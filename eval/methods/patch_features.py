@@ -19,6 +19,7 @@ are skipped and listed with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,14 +87,26 @@ def _frontal_only(study: Study) -> Study:
     return Study(study.study_id, frontal=study.frontal)
 
 
+def _frontal_inputs(adapter: Any, studies: list[Study]) -> list:
+    """Model inputs of each study's frontal image alone. The prompt of a frontal-only study is
+    the same for every study, so it is tokenised once and only the pixels change (MAIRA-2-style
+    preprocessing; an adapter with its own image processor builds every input in full)."""
+    if getattr(adapter, "image_processor", None) is not None:
+        return [adapter.build_inputs(_frontal_only(s)) for s in studies]
+    from radinterp.models.image import preprocess_image
+
+    first = adapter.build_inputs(_frontal_only(studies[0]))
+    return [first, *(dataclasses.replace(first, study_id=s.study_id, pixel_values=preprocess_image(
+        s.frontal, adapter.image_cfg)[None]) for s in studies[1:])]
+
+
 @torch.inference_mode()
 def _tower_patches(adapter: Any, studies: list[Study], site: str) -> torch.Tensor:
     """(B, n_side, n_side, d) patch features at a vision-block or projector site."""
     from radinterp.hooks import capture
 
     n = adapter.n_patches_side
-    items = [adapter.build_inputs(_frontal_only(s)) for s in studies]
-    batch = adapter.collate(items)
+    batch = adapter.collate(_frontal_inputs(adapter, studies))
     with capture(adapter, [site], stop_early=True) as got:
         adapter.model(**adapter.to_device(batch))
     acts = got[site]  # (B, T, d): one image per study
@@ -108,7 +121,8 @@ def _lm_patches(adapter: Any, studies: list[Study], site: str) -> torch.Tensor:
     from eval.recovery.prefix_capture import capture_image_prefix
 
     n = adapter.n_patches_side
-    sa = capture_image_prefix(adapter, studies, [site], batch_size=len(studies))[site]
+    frontal = [_frontal_only(s) for s in studies]  # the prefix cut keeps no prior's pixels
+    sa = capture_image_prefix(adapter, frontal, [site], batch_size=len(studies))[site]
     out = torch.zeros(len(studies), n * n, sa.acts.shape[1])
     out[torch.from_numpy(sa.study), torch.from_numpy(sa.patch)] = sa.acts
     return out.reshape(len(studies), n, n, -1)

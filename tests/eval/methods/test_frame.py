@@ -89,6 +89,12 @@ def test_patch_features_are_the_vision_tower_patch_tokens(tiny_adapter, phantom_
     again = extract_patch_features(tiny_adapter, studies, "vision.blocks.1", tmp_path, progress=False)
     assert sorted(tmp_path.glob("part-*.safetensors")) == parts
     torch.testing.assert_close(again.feats, pf.feats)
+    # a language-model site: the frontal image's positions, on the same grid
+    lm = extract_patch_features(tiny_adapter, studies[:2], "lm.blocks.0.resid_post", tmp_path / "lm",
+                                progress=False)
+    assert lm.feats.shape == (2, n, n, tiny_adapter.d_model) and lm.feats.abs().sum((-1)).min() > 0
+    with pytest.raises(ValueError, match="use a layer index in 0..1"):
+        extract_patch_features(tiny_adapter, studies[:2], "vision.blocks.7", tmp_path / "x")
 
 
 def test_masks_on_the_grid_and_missing_masks_counted(tiny_adapter, phantom_dir):
@@ -114,7 +120,8 @@ def test_metrics_on_known_maps():
     t = np.zeros((4, 4), bool)
     t[1:3, 1:3] = True
     heat = t.astype(float) + np.linspace(0, 0.1, 16).reshape(4, 4)
-    assert pointing_hit(heat, t) and not pointing_hit(-heat, t)
+    assert pointing_hit(heat, t) == 1.0 and pointing_hit(-heat, t) == 0.0
+    assert pointing_hit(np.zeros((4, 4)), t) == 4 / 16  # a flat map: the target's share
     assert dice(heat > 0.5, t) == 1.0 and iou(heat > 0.5, t) == 1.0
     pred = np.zeros_like(t)
     pred[1, 1:3] = True
@@ -159,6 +166,10 @@ def test_run_writes_outputs_resumes_and_refuses_other_runs(tiny_adapter, phantom
     other = dataclasses.replace(cfg, seed=1)
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         run_method(other, adapter=tiny_adapter)
+    # --overwrite with the same model, site and data replaces the run but keeps the features
+    assert run_method(other, adapter=tiny_adapter, overwrite=True)["split_sizes"]["test"] == 6
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "features").iterdir()} == parts
+    assert json.loads((out / "cfg.json").read_text())["seed"] == 1
     with pytest.raises(ValueError, match="valid options: scale, finding"):
         run_method(dataclasses.replace(cfg, options={"scal": 1}), adapter=tiny_adapter, overwrite=True)
 
