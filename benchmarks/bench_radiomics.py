@@ -1,7 +1,8 @@
 """Radiomic extraction throughput: images per second with 1 worker and with N, in one run.
 
 Both runs measure the same images (a phantom folder's, or real-cxr's) on the same lung
-regions; each timing excludes process start-up (a warm-up chunk per worker runs first) and
+regions; each timing excludes process start-up (a warm-up chunk per worker runs first on the
+same pool) and
 the parallel run's features are checked equal to the single-process ones. The target is
 ``N-worker rate >= 0.8 x N x 1-worker rate``; on a shared machine (other processes on the
 same cores) the ratio says as much about the neighbours as about the code, so the load
@@ -26,20 +27,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval.methods.radiomics.features import ExtractSettings  # noqa: E402
-from eval.methods.radiomics.parallel import extract_many  # noqa: E402
+from eval.methods.radiomics.parallel import extract_many, make_pool  # noqa: E402
 from eval.methods.radiomics.personas import load_arrays  # noqa: E402
 from radinterp.data.sources import open_studies  # noqa: E402
 
 
 def _rate(images: np.ndarray, regions: np.ndarray, settings: ExtractSettings, workers: int,
           chunk: int) -> tuple[float, np.ndarray]:
-    """(images per second after a warm-up, features)."""
+    """(images per second after a warm-up on the same pool, features)."""
     warm = [(images[i].astype(np.float32), regions[i]) for i in range(min(len(images), workers * chunk))]
-    extract_many(warm, settings, workers, chunk, progress=False)  # imports + pool start excluded below
     jobs = [(images[i].astype(np.float32), regions[i]) for i in range(len(images))]
-    t0 = time.perf_counter()
-    x = extract_many(jobs, settings, workers, chunk, progress=False)
-    return len(images) / (time.perf_counter() - t0), x
+    pool = make_pool(workers) if workers > 1 else None
+    try:
+        extract_many(warm, settings, workers, chunk, progress=False, pool=pool)  # imports, start-up
+        t0 = time.perf_counter()
+        x = extract_many(jobs, settings, workers, chunk, progress=False, pool=pool)
+        return len(images) / (time.perf_counter() - t0), x
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import logging
 import time
+import types
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -117,7 +118,8 @@ def parse_options(cls: type[MethodOptions], raw: dict[str, Any]) -> MethodOption
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     if not isinstance(value, str):
         return value
-    kinds = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # X | None, not tuple[int, ...]
+    kinds = [t for t in typing.get_args(hint) if t is not type(None)] if union else [hint]
     if value.lower() in ("none", "null") and type(None) in typing.get_args(hint):
         return None
     base = typing.get_origin(kinds[0]) or kinds[0]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from eval.methods.radiomics.usage import UsageConfig, predict, train_fingerprint
-from radinterp.metrics import auroc_columns
+from radinterp.metrics import auroc
 
 
 @dataclass
@@ -60,6 +60,11 @@ class Fit:
     """(N_test, F_kept) test usage (all ones without the predictor)."""
 
 
+def per_finding_auroc(prob: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(K,) AUROC of column k of ``prob`` (N, K) against column k of ``y`` (N, K)."""
+    return np.array([auroc(y[:, k], prob[:, k]) for k in range(y.shape[1])])
+
+
 def fit_variant(x: np.ndarray, y: np.ndarray, imgs: torch.Tensor, rows: dict[str, np.ndarray],
                 cfg: UsageConfig, use_usage: bool, shuffle_labels: bool = False) -> Fit:
     """Fit on ``rows['train']`` (early stopping on ``rows['val']``), score ``rows['test']``;
@@ -72,7 +77,7 @@ def fit_variant(x: np.ndarray, y: np.ndarray, imgs: torch.Tensor, rows: dict[str
     model = train_fingerprint(imgs[tr], std(x[tr]), y_tr, imgs[va], std(x[va]),
                               y[va].astype(np.float32), cfg, use_usage)
     prob, u = predict(model, imgs[te], std(x[te]))
-    return Fit(model, std, auroc_columns(prob, y[te]), u)
+    return Fit(model, std, per_finding_auroc(prob, y[te]), u)
 
 
 def sparsity(u: np.ndarray, threshold: float) -> dict[str, float]:
@@ -118,3 +123,18 @@ def run_ablation(own: np.ndarray, personas: dict[str, np.ndarray | None], y: np.
                                                    "mean_auroc": _mean(rand.auroc)}
             out[key] = row
     return out, fits
+
+
+def persona_gain(rows: dict, findings: list[str]) -> dict:
+    """Per finding, each persona's test AUROC minus the no-persona one (same usage setting):
+    the paper's ablation, positive where the persona helps."""
+    gain: dict = {}
+    for key, row in rows.items():
+        name, use = key.split("/")
+        base = rows.get(f"none/{use}")
+        if name == "none" or base is None:
+            continue
+        d = {f: (None if row["auroc"][f] is None or base["auroc"][f] is None
+                 else round(row["auroc"][f] - base["auroc"][f], 4)) for f in findings}
+        gain[key] = d
+    return gain

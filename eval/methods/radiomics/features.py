@@ -9,7 +9,7 @@ features on a 224 px image). A cell the region does not reach (e.g. the mediasti
 and it is counted in :func:`empty_cells`.
 
 A grid the region cannot hold (its bounding box narrower than ``grid * min_cell_px`` pixels
-on a side) is a :class:`GridTooFineError` naming the fix.
+on a side) is an :class:`radinterp.errors.InputError` naming the fix.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eval.methods.masks import roi_grid_cells
 from radinterp.errors import InputError
 
 FEATURE_CLASSES = ("firstorder", "shape2D")
 """pyradiomics feature classes used (the paper's first-order and shape features)."""
-
-
-class GridTooFineError(InputError):
-    """A sub-patch grid finer than the region can hold."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +53,11 @@ class ExtractSettings:
 
 
 def _quiet_pyradiomics() -> None:
+    """pyradiomics logs at ERROR only; SimpleITK on one thread (parallelism is over processes)."""
     import radiomics
+    import SimpleITK as sitk
 
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     radiomics.setVerbosity(logging.ERROR)
     logging.getLogger("radiomics").setLevel(logging.ERROR)
 
@@ -87,35 +87,11 @@ def feature_names(settings: ExtractSettings) -> list[str]:
     return [f"{cell}:{b}" for cell in cell_names(settings.grids) for b in base_feature_names()]
 
 
-def region_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(row0, row1, col0, col1) bounding box of a non-empty boolean mask (half-open)."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        raise InputError("the region mask is empty", "pass a lung mask with at least one pixel, "
-                         "or let the method estimate the lung region")
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def grid_cells(mask: np.ndarray, grids: tuple[int, ...], min_cell_px: int = 4) -> list[np.ndarray]:
     """Boolean cell masks (each (H, W)) of ``mask`` cut on its bounding box into ``g x g``
-    cells for each grid size, in :func:`cell_names` order."""
-    r0, r1, c0, c1 = region_box(mask)
-    h, w = r1 - r0, c1 - c0
-    cells = []
-    for g in grids:
-        if min(h, w) < g * min_cell_px:
-            raise GridTooFineError(
-                f"a {g}x{g} grid does not fit the region ({h}x{w} px bounding box, cells need "
-                f">= {min_cell_px} px a side)",
-                f"pass smaller grids, e.g. --grids 1,2, or a larger image size / region")
-        re = np.linspace(r0, r1, g + 1).round().astype(int)
-        ce = np.linspace(c0, c1, g + 1).round().astype(int)
-        for i in range(g):
-            for j in range(g):
-                m = np.zeros_like(mask, dtype=bool)
-                m[re[i]:re[i + 1], ce[j]:ce[j + 1]] = mask[re[i]:re[i + 1], ce[j]:ce[j + 1]]
-                cells.append(m)
-    return cells
+    cells for each grid size, in :func:`cell_names` order (the frame's
+    :func:`eval.methods.masks.roi_grid_cells`; too fine a grid raises naming the fix)."""
+    return [c for g in grids for c in roi_grid_cells(mask, g, min_cell_px)]
 
 
 def _cell_features(image: np.ndarray, cell: np.ndarray, bin_width: float,

@@ -20,7 +20,7 @@ import torch
 from eval.methods.base import METHODS, MethodContext, MethodOptions, ReferenceMethod
 from eval.methods.io import load_safetensors, save_safetensors_atomic
 from eval.methods.masks import finding_vocabulary, label_matrix
-from eval.methods.radiomics.ablation import feature_matrix, run_ablation
+from eval.methods.radiomics.ablation import feature_matrix, persona_gain, run_ablation
 from eval.methods.radiomics.features import ExtractSettings, feature_names, grid_cells
 from eval.methods.radiomics.inpainter import InpainterConfig
 from eval.methods.radiomics.maps import cell_index, contribution_map, named_features
@@ -69,9 +69,11 @@ class RadiomicsOptions(MethodOptions):
     map_side: int = 16
     """Side of the saved contribution maps."""
     inpaint_steps: int = 1500
-    """Training steps of the learned persona's inpainter (64 px tiny diffusion UNet)."""
-    l1: float = 0.05
-    """L1 penalty on the usage predictor's mean usage."""
+    """Training steps of the learned persona's inpainter (48 px tiny diffusion UNet)."""
+    persona_detail: bool = True
+    """Keep the image's detail finer than the inpainter's 48 px on the learned persona."""
+    l1: float = 3e-4
+    """L1 penalty on each study's summed feature usage (the usage predictor's sparsity)."""
     epochs: int = 80
     """Epochs of the fingerprint model (best validation epoch kept)."""
 
@@ -94,7 +96,7 @@ class RadiomicsOptions(MethodOptions):
         return ExtractSettings(tuple(int(g) for g in self.grids), self.bin_width, self.min_cell_px)
 
     def inpainter(self, seed: int = 0) -> InpainterConfig:
-        return InpainterConfig(train_steps=self.inpaint_steps, seed=seed)
+        return InpainterConfig(train_steps=self.inpaint_steps, seed=seed, keep_detail=self.persona_detail)
 
     def usage(self, seed: int = 0) -> UsageConfig:
         return UsageConfig(l1=self.l1, epochs=self.epochs, seed=seed)
@@ -109,6 +111,20 @@ def _cached(ctx: MethodContext, name: str, compute) -> np.ndarray:
     x = compute()
     save_safetensors_atomic(path, {"x": torch.from_numpy(np.ascontiguousarray(x))})
     return x
+
+
+def _learned(ctx: MethodContext, arrays: StudyArrays, normal_train: np.ndarray,
+             opts: RadiomicsOptions) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    """(learned personas (N, S, S) float32, inpainter state), cached under ``OUT/features``."""
+    path = ctx.output.features_dir / "radiomics-personas.safetensors"
+    if path.exists():
+        t = load_safetensors(path)[0]
+        return t.pop("personas").numpy().astype(np.float32), t
+    learned, model = learned_personas(arrays, normal_train, opts.inpainter(ctx.seed), ctx.progress)
+    state = {f"inpainter.{k}": v for k, v in model.state_dict().items()}
+    learned = learned.round().clip(0, 255).astype(np.uint8)  # as an image file would hold it
+    save_safetensors_atomic(path, {"personas": torch.from_numpy(learned), **state})
+    return learned.astype(np.float32), state
 
 
 def _check_grids(arrays: StudyArrays, settings: ExtractSettings) -> None:
@@ -156,8 +172,7 @@ class RadiomicsMethod(ReferenceMethod):
         inpainter_state: dict[str, torch.Tensor] = {}
         if opts.learned:
             normal_train = rows["train"][~abnormal[rows["train"]]]
-            learned, model = learned_personas(arrays, normal_train, opts.inpainter(ctx.seed), ctx.progress)
-            inpainter_state = {f"inpainter.{k}": v for k, v in model.state_dict().items()}
+            learned, inpainter_state = _learned(ctx, arrays, normal_train, opts)
             personas["learned"] = _cached(ctx, "learned", lambda: extract(
                 learned, arrays.regions, "radiomics learned persona"))
             extra["learned_persona"] = {"normal_training_images": int(normal_train.size),
@@ -184,7 +199,7 @@ class RadiomicsMethod(ReferenceMethod):
                 "test_positives": {f: int(v) for f, v in zip(findings, pos_test, strict=True)},
                 "too_few_positives": [f for f, v in zip(findings, pos_test, strict=True)
                                       if v < opts.min_test_positives],
-                "ablation": ablation, **extra}
+                "ablation": ablation, "persona_gain": persona_gain(ablation, findings), **extra}
 
     @staticmethod
     def _save(ctx, fit, kept, findings, main, inpainter_state) -> None:

@@ -50,11 +50,17 @@ def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:
         yield buf
 
 
+def make_pool(workers: int) -> ProcessPoolExecutor:
+    """A spawn-started pool of ``workers`` single-threaded processes (reusable across calls)."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+
+
 def extract_many(jobs: Iterable[Job], settings: ExtractSettings, workers: int = 1,
                  chunk: int = 8, total: int | None = None, progress: bool = True,
-                 desc: str = "radiomics") -> np.ndarray:
+                 desc: str = "radiomics", pool: ProcessPoolExecutor | None = None) -> np.ndarray:
     """(n_jobs, n_features) float64 features of every job, in input order; the same numbers for
-    any ``workers`` (each image is measured by the same code alone)."""
+    any ``workers`` (each image is measured by the same code alone). ``pool``: a started
+    :func:`make_pool` to reuse (else one is started and shut down here when ``workers > 1``)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}; pass --workers 1 or more")
     if chunk < 1:
@@ -68,8 +74,9 @@ def extract_many(jobs: Iterable[Job], settings: ExtractSettings, workers: int = 
                 out.append(_run_chunk(c, settings))
                 bar.update(len(c))
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                                     initializer=_init_worker) as pool:
+            own = pool is None
+            pool = make_pool(workers) if own else pool
+            try:
                 pending: deque[Future] = deque()
                 for c in _chunks(jobs, chunk):
                     pending.append(pool.submit(_run_chunk, c, settings))
@@ -81,6 +88,9 @@ def extract_many(jobs: Iterable[Job], settings: ExtractSettings, workers: int = 
                     res = pending.popleft().result()
                     out.append(res)
                     bar.update(len(res))
+            finally:
+                if own:
+                    pool.shutdown(cancel_futures=True)
     finally:
         bar.close()
     return np.concatenate(out) if out else np.zeros((0, n_feat))

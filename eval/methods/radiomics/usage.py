@@ -3,7 +3,8 @@
 A small CNN looks at the image and says, per study, how much each radiomic feature is used
 (``u`` in [0, 1]^F); the head is a logistic regression on the used features,
 ``logit_k = b_k + sum_j W_kj * u_j * x_j`` (x standardised on the training split). The loss is
-the masked multi-label BCE plus ``l1 * mean(u)`` (an L1 penalty on usage, u >= 0). The
+the masked multi-label BCE plus ``l1 * sum_j u_j`` averaged over studies (an L1 penalty on
+usage, u >= 0). The
 per-study fingerprint is the set of features with ``u_j > threshold``. Without the predictor
 (``use_usage=False``, the ablation) ``u = 1`` and the head is a plain L2 logistic regression.
 Early stopping keeps the epoch with the lowest validation BCE.
@@ -24,8 +25,8 @@ from torch import nn
 class UsageConfig:
     """Training of the fingerprint model."""
 
-    l1: float = 0.05
-    """Weight of the L1 penalty on mean usage (higher = sparser fingerprints)."""
+    l1: float = 3e-4
+    """Weight of the L1 penalty on each study's summed usage (higher = sparser fingerprints)."""
     weight_decay: float = 1e-3
     """L2 penalty on the head's weights (AdamW decoupled decay)."""
     epochs: int = 80
@@ -34,7 +35,7 @@ class UsageConfig:
     """Studies per step."""
     lr: float = 3e-3
     """AdamW learning rate."""
-    res: int = 64
+    res: int = 32
     """Side the usage CNN sees the image at."""
     threshold: float = 0.5
     """Usage above which a feature is in the study's fingerprint."""
@@ -43,7 +44,7 @@ class UsageConfig:
 
     def __post_init__(self) -> None:
         if self.l1 < 0 or self.weight_decay < 0:
-            raise ValueError("l1 and weight_decay must be >= 0; pass e.g. --l1 0.05")
+            raise ValueError("l1 and weight_decay must be >= 0; pass e.g. l1=0.001")
         if not 0 < self.threshold < 1:
             raise ValueError(f"usage threshold must be in (0, 1), got {self.threshold}")
         for name in ("epochs", "batch_size", "res"):
@@ -110,7 +111,7 @@ def train_fingerprint(img_tr: torch.Tensor, x_tr: np.ndarray, y_tr: np.ndarray,
         model.train()
         for idx in torch.randperm(len(xt), generator=g).split(cfg.batch_size):
             logits, u = model(img_tr[idx], xt[idx])
-            loss = _bce(logits, yt[idx]) + (cfg.l1 * u.mean() if use_usage else 0.0)
+            loss = _bce(logits, yt[idx]) + (cfg.l1 * u.sum(1).mean() if use_usage else 0.0)
             opt.zero_grad()
             loss.backward()
             opt.step()
