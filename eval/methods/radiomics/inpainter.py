@@ -38,7 +38,7 @@ class InpainterConfig:
     """DDPM noise levels (linear beta schedule 1e-4 .. 0.02 scaled to this count)."""
     sample_steps: int = 10
     """DDIM steps when painting a persona (deterministic given the seed)."""
-    train_steps: int = 1500
+    train_steps: int = 300
     """Optimiser steps."""
     batch_size: int = 32
     """Images per step."""

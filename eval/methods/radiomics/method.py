@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class RadiomicsOptions(MethodOptions):
     """Options of the radiomic fingerprint (``--opt key=value``)."""
 
-    size: int = 224
+    size: int = 128
     """Working grid side: every image (any size, any bit depth) is resized to ``size x size``."""
     grids: tuple[int, ...] = (1, 2, 3)
     """Sub-patch grid sizes over the lung region's bounding box."""
@@ -68,13 +68,13 @@ class RadiomicsOptions(MethodOptions):
     """Fit shuffled-label and random-feature baselines beside every variant."""
     map_side: int = 16
     """Side of the saved contribution maps."""
-    inpaint_steps: int = 1500
+    inpaint_steps: int = 300
     """Training steps of the learned persona's inpainter (48 px tiny diffusion UNet)."""
     persona_detail: bool = True
     """Keep the image's detail finer than the inpainter's 48 px on the learned persona."""
     l1: float = 3e-4
     """L1 penalty on each study's summed feature usage (the usage predictor's sparsity)."""
-    epochs: int = 80
+    epochs: int = 30
     """Epochs of the fingerprint model (best validation epoch kept)."""
 
     def __post_init__(self) -> None:
@@ -168,7 +168,7 @@ class RadiomicsMethod(ReferenceMethod):
         if arrays.oracle is not None:
             personas["oracle"] = _cached(ctx, "oracle", lambda: extract(
                 arrays.oracle, arrays.healthy_regions, "radiomics oracle twin"))
-        extra: dict[str, Any] = {"regions": region_agreement(arrays, ctx.studies, opts.size)}
+        extra: dict[str, Any] = {"regions": region_agreement(arrays)}
         inpainter_state: dict[str, torch.Tensor] = {}
         if opts.learned:
             normal_train = rows["train"][~abnormal[rows["train"]]]

@@ -105,7 +105,7 @@ def persona_agreement(arrays: StudyArrays, learned: np.ndarray, rows: np.ndarray
     return out
 
 
-def region_agreement(arrays: StudyArrays, studies: list[Study], size: int) -> dict:
+def region_agreement(arrays: StudyArrays) -> dict:
     """Dice of the lung estimate against the lung masks where a study has one (how good the
     estimate used for mask-less studies is)."""
     from eval.methods.radiomics.regions import estimate_lungs

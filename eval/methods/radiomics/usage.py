@@ -29,7 +29,7 @@ class UsageConfig:
     """Weight of the L1 penalty on each study's summed usage (higher = sparser fingerprints)."""
     weight_decay: float = 1e-3
     """L2 penalty on the head's weights (AdamW decoupled decay)."""
-    epochs: int = 80
+    epochs: int = 30
     """Passes over the training split (the best validation epoch is kept)."""
     batch_size: int = 128
     """Studies per step."""
