@@ -118,7 +118,7 @@ def parse_options(cls: type[MethodOptions], raw: dict[str, Any]) -> MethodOption
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     if not isinstance(value, str):
         return value
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # X | None, not tuple[int, ...]
     kinds = [t for t in typing.get_args(hint) if t is not type(None)] if union else [hint]
     if value.lower() in ("none", "null") and type(None) in typing.get_args(hint):
         return None
