@@ -35,6 +35,7 @@ def _bad_args(tmp):
         "autointerp": (["--sae", missing, "--acts", missing, "--out", str(tmp / "ai")], "missing"),
         "eval": (["--sae", missing, "--acts", missing, "--out", str(tmp / "ev")], "does not exist"),
         "publish": (["--sae", missing, "--repo-id", "no-org", "--dry-run", str(tmp / "d")], "ORG/NAME"),
+        "method": (["unicorn", "--data", missing, "--out", str(tmp / "m")], "unicorn"),
     }
 
 
