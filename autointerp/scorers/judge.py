@@ -37,7 +37,7 @@ class JudgeScorer(Scorer):
     needs_llm = True
     system_prompt = ""
 
-    def __init__(self, *, n_per_class: int = 5, batch_size: int = 5, seed: int = 0,
+    def __init__(self, *, n_per_class: int = 5, batch_size: int = 10, seed: int = 0,
                  prompt_dir: str | None = None) -> None:
         if n_per_class < 1 or batch_size < 1:
             raise ValueError(f"n_per_class={n_per_class}, batch_size={batch_size}; pass both >= 1")

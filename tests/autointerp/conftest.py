@@ -181,10 +181,16 @@ class FaultProxy:
 
 @pytest.fixture(scope="session")
 def tf_server(tmp_path_factory):
-    """``transformers serve`` with the SmolLM2 GGUF on a free loopback port."""
+    """``transformers serve`` with the SmolLM2 GGUF on a free loopback port (or, when
+    ``RADINTERP_TEST_SERVE_URL`` names one already serving that model on loopback, that one:
+    for reruns on a busy machine, where starting the server takes minutes)."""
     from radinterp.assets import SMOLLM2_GGUF, smollm2_dir
 
     model = f"{smollm2_dir()}:{SMOLLM2_GGUF}"
+    if url := os.environ.get("RADINTERP_TEST_SERVE_URL"):
+        assert url.startswith(("http://127.", "http://localhost")), url
+        yield {"url": url.rstrip("/"), "model": model}
+        return
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
