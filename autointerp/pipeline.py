@@ -198,11 +198,13 @@ async def arun_autointerp(cfg: AutointerpConfig) -> dict[str, Any]:
                                              for k in keys))
                 vals = dict(zip(keys, got, strict=True))
                 sc, bs = vals.get("trained"), vals.get("random")
+                bare = {k: scorers[k][i].latent_details(samples[k], sctx[k])
+                        for k in runs if k not in vals}  # failed explanations: not scored
                 _write(fs, {"latent": f, "explainer": ex.name, "scorer": scorer_names[i],
                             "score": None if sc is None else sc.value,
                             "baseline": None if bs is None else bs.value,
-                            "details": None if sc is None else sc.details,
-                            "baseline_details": None if bs is None else bs.details,
+                            "details": bare.get("trained") if sc is None else sc.details,
+                            "baseline_details": bare.get("random") if bs is None else bs.details,
                             "error": expl["trained"].error if sc is None else sc.error})
         bar.update(1)
 
@@ -252,9 +254,12 @@ def _mean(vals: list[float | None]) -> float | None:
 
 
 def _planted(rows: list[dict[str, Any]], details: str, value: str) -> dict[str, Any]:
+    """Matched latents (held-out AUROC >= MATCH_AUROC, known also beside a failed explanation,
+    which counts as not naming the finding) and the share named."""
     matched = [r for r in rows if r[details] and r[details].get("auroc_test", 0) >= MATCH_AUROC]
     named = sum(bool(r[value]) for r in matched)
     return {"n_matched": len(matched), "n_named": named,
+            "n_failed": sum(r[value] is None for r in matched),
             "named_rate": named / len(matched) if matched else None}
 
 

@@ -52,6 +52,8 @@ class LLMExplainer(Explainer):
 
     def __init__(self, *, n_examples: int = 10, show_values: bool = True,
                  prompt_dir: str | None = None) -> None:
+        """``n_examples`` activating examples shown, ``show_values`` their activations beside
+        the marked tokens, ``prompt_dir`` a folder of edited prompt files."""
         self.n_examples, self.show_values, self.prompt_dir = n_examples, show_values, prompt_dir
 
     def explain(self, sample: LatentSample, ctx: ExplainContext) -> Explanation:

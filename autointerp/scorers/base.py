@@ -59,6 +59,11 @@ class Scorer(ABC):
         """Score ``explanation`` of ``sample.latent``; never read ``sample.explain`` for the
         measurement itself."""
 
+    def latent_details(self, sample: LatentSample, ctx: ScoreContext) -> dict[str, Any] | None:
+        """What the scorer knows of the latent without any explanation (written beside a
+        failed explanation, so a summary can count it as not naming anything), or None."""
+        return None
+
     async def ascore(self, explanation: Explanation, sample: LatentSample,
                      ctx: ScoreContext) -> Score:
         """``score`` for the pipeline's event loop; LLM judges await their client here."""

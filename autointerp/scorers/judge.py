@@ -39,6 +39,9 @@ class JudgeScorer(Scorer):
 
     def __init__(self, *, n_per_class: int = 5, batch_size: int = 10, seed: int = 0,
                  prompt_dir: str | None = None) -> None:
+        """``n_per_class`` examples per class (fuzzing: true / moved marks), ``batch_size``
+        examples per request, ``seed`` of the shuffle and of the moved marks, ``prompt_dir``
+        a folder of edited prompt files (``prompts.load_prompt``)."""
         if n_per_class < 1 or batch_size < 1:
             raise ValueError(f"n_per_class={n_per_class}, batch_size={batch_size}; pass both >= 1")
         self.n_per_class, self.batch_size, self.seed = n_per_class, batch_size, seed
