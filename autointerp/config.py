@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from autointerp.clients.base import is_loopback_url
-from autointerp.explainers import EXPLAINERS, LLM_EXPLAINERS
-from autointerp.scorers import LLM_SCORERS, SCORERS
+import dataclasses
+from typing import Any
+
+from autointerp.clients.base import CLIENTS, is_loopback_url
+from autointerp.explainers import EXPLAINERS
+from autointerp.scorers import SCORERS
 from radinterp.config import BaseConfig
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -65,17 +68,23 @@ class AutointerpConfig(BaseConfig):
     """Share of studies held out for scoring."""
     seed: int = 0
     """Seed of the records, split, draws and random baseline."""
-    client: str | None = None
-    """LLM client (``local`` / ``openai``): for LLM explainers and scorers, not built yet."""
+    client: str = "local"
+    """LLM client for LLM explainers and scorers (``autointerp.clients.CLIENTS``): ``local``
+    (in-process, nothing leaves the machine) or ``openai`` (an OpenAI-compatible server)."""
     base_url: str | None = None
-    """OpenAI-compatible server URL (``client=openai``); non-loopback needs
-    ``allow_external_endpoint``."""
+    """OpenAI-compatible server URL (``client=openai``; default ``http://127.0.0.1:8000/v1``);
+    non-loopback needs ``allow_external_endpoint``."""
     model: str | None = None
-    """LLM model name or path (LLM explainers, not built yet)."""
+    """LLM model: a name the server lists (``openai``, required) or a local folder / .gguf
+    (``local``; default SmolLM2-135M-Instruct)."""
     allow_external_endpoint: bool = False
     """Allow a non-loopback ``base_url`` (sends report text, patient data, off this machine)."""
+    key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (``openai``); the key itself is never saved."""
     concurrency: int = 1
-    """Concurrent LLM requests (LLM explainers, not built yet)."""
+    """Latents processed at once, and LLM requests in flight (``openai``)."""
+    max_tokens: int = 256
+    """Tokens an LLM explainer may generate per explanation."""
     progress: bool = True
     """Show progress bars."""
 
@@ -88,18 +97,13 @@ class AutointerpConfig(BaseConfig):
             raise ValueError(f"--top must be >= 1, got {self.top}; pass e.g. --top 100")
         self.explainers = list(self.explainers)
         for name in self.explainers:
-            if name in LLM_EXPLAINERS:
-                raise ValueError(f"explainer {name!r} needs an LLM client, which is not built "
-                                 "yet (fix: use --explainer enrichment)")
             EXPLAINERS.get(name)
         if not self.explainers:
             raise ValueError("no explainer given; pass --explainer enrichment")
         for name in self.scorers or []:
-            if name in LLM_SCORERS:
-                raise ValueError(f"scorer {name!r} needs an LLM client, which is not built yet "
-                                 "(fix: use --scorers planted,embedding)")
             SCORERS.get(name)
-        for name in ("top_k", "reservoir", "n_quantiles", "per_quantile", "concurrency"):
+        for name in ("top_k", "reservoir", "n_quantiles", "per_quantile", "concurrency",
+                     "max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
                                  f"{getattr(self, name)}")
@@ -112,6 +116,35 @@ class AutointerpConfig(BaseConfig):
             raise ValueError(f"--base-url {self.base_url} is not on this machine and reports are "
                              "patient data; use a loopback server or pass "
                              "--allow-external-endpoint")
+        cls = CLIENTS.get(self.client)
+        if self.base_url and "base_url" not in _fields(cls.config_class):
+            raise ValueError(f"--base-url is for a server client; the {self.client} client runs "
+                             "in-process (fix: pass --client openai or drop --base-url)")
+        if self.needs_llm:
+            self.client_config()  # validate now (e.g. --model for openai), not mid-run
+            if "vision" in self.explainers and not cls.accepts_images:
+                raise ValueError(f"the {self.client} client takes text only and the vision "
+                                 "explainer sends images (fix: use --explainer llm, or "
+                                 "--client openai --base-url URL --model NAME of a vision model)")
+
+    @property
+    def needs_llm(self) -> bool:
+        """Whether an explainer or scorer asks an LLM client."""
+        return (any(EXPLAINERS.get(n).needs_llm for n in self.explainers)
+                or any(SCORERS.get(n).needs_llm for n in self.scorers or []))
+
+    def client_options(self, cache_dir: str | None = None) -> dict[str, Any]:
+        """Keyword options of the ``client``'s config from this run's fields (those its config
+        class has; unset ones keep the client's defaults)."""
+        wanted = {"model": self.model, "base_url": self.base_url, "key_env": self.key_env,
+                  "allow_external_endpoint": self.allow_external_endpoint,
+                  "concurrency": self.concurrency, "cache_dir": cache_dir}
+        names = _fields(CLIENTS.get(self.client).config_class)
+        return {k: v for k, v in wanted.items() if k in names and v is not None}
+
+    def client_config(self, cache_dir: str | None = None):
+        """The ``client``'s validated config for this run."""
+        return CLIENTS.get(self.client).config_class(**self.client_options(cache_dir))
 
     def latents(self, frequency) -> list[int]:
         """The latents to explain given the SAE's per-latent firing ``frequency`` (d_sae,):
@@ -125,6 +158,10 @@ class AutointerpConfig(BaseConfig):
             return chosen
         order = sorted(range(d_sae), key=lambda f: (-float(frequency[f]), f))
         return [f for f in order if frequency[f] > 0][: self.top or 100]
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 __all__ = ["AutointerpConfig", "parse_features"]

@@ -4,22 +4,36 @@ random baseline SAE of the same shape and sparsity, written line by line and res
 Outputs under ``cfg.out``:
 
 - ``explanations.jsonl``: one row per (latent, explainer): ``latent``, ``explainer``,
-  ``explanation``, ``ok``, ``error``, ``modality`` (mix), ``frequency``, ``evidence``, and the
-  baseline's paired latent and explanation;
+  ``explanation``, ``ok``, ``error``, ``modality`` (mix), ``frequency``, ``evidence`` (for LLM
+  explainers: the raw reply, tokens, seconds), and the baseline's paired latent, explanation
+  and ``baseline_ok`` / ``baseline_error``;
 - ``scores.jsonl``: one row per (latent, explainer, scorer): ``score``, ``baseline`` (the same
   scorer on the paired random latent's explanation), ``details``;
 - ``summary.json``: counts, mean score and baseline per scorer, and on phantom data
   ``planted: {n_matched, named_rate}`` (latents whose held-out AUROC for their best planted
   finding is >= ``MATCH_AUROC``, and the share of those the explanation names), for both SAEs;
-- ``cfg.json``; ``COMPLETE`` once every latent is done.
+  with an LLM, ``llm``: the client's token accounting for this run (requests, cached, tokens,
+  retries);
+- ``llm-cache/`` (``openai`` client): one file per finished reply, so a killed run resumes
+  without repeating a request; no request text and no key in it;
+- ``cfg.json`` (no key: only the name of its environment variable); ``COMPLETE`` once every
+  latent is done.
 
-Rows are appended and flushed one at a time, so a crash loses at most the row in flight; a
-rerun skips the (latent, explainer[, scorer]) rows already written. A random latent is paired
-with a trained one by index (``features``) or by frequency rank (``top``).
+Latents run ``concurrency`` at a time on one event loop (LLM explainers and judges await the
+client, so their requests overlap; the random baseline's explanation and scores are asked
+beside the trained latent's, with the same explainer and scorers). Each latent's rows are
+appended and flushed as soon as it is done, so a crash loses at most the latents in flight
+(their replies stay in the cache); a rerun skips the (latent, explainer[, scorer]) rows
+already written, and scores a written explanation from its row without asking again. A
+request that fails for good (``LLMRequestError``) stops the run; an unparsable reply is a
+failed explanation (``ok`` false), never scored. A random latent is paired with a trained one
+by index (``features``) or by frequency rank (``top``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -28,11 +42,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from autointerp.clients.base import CLIENTS, gather_limited, run_sync
 from autointerp.config import AutointerpConfig
 from autointerp.evidence import study_evidence
-from autointerp.explainers import EXPLAINERS, ExplainContext
+from autointerp.explainers import EXPLAINERS, ExplainContext, Explanation
 from autointerp.records import LatentRecords, RecordsConfig, build_records
+from autointerp.render import ExampleRenderer
 from autointerp.report import write_examples, write_report
+from autointerp.report.examples import store_adapter
 from autointerp.sampling import SampleConfig, sample_latent
 from autointerp.scorers import SCORERS, ScoreContext
 from radinterp.config import write_json_atomic
@@ -47,6 +64,8 @@ MATCH_AUROC = 0.9
 BASELINE_ROWS = 8192
 """Store rows the random baseline's mean (``b_dec``) and sparsity are matched on."""
 MARKER = "COMPLETE"
+CACHE_DIR = "llm-cache"
+"""Folder under OUT of the openai client's reply cache (a killed run resumes from it)."""
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -79,7 +98,26 @@ def random_baseline(store, sae, site: str, seed: int):
 
 
 def run_autointerp(cfg: AutointerpConfig) -> dict[str, Any]:
-    """Run ``cfg``; returns the summary (also written to ``OUT/summary.json``)."""
+    """Run ``cfg``; returns the summary (also written to ``OUT/summary.json``). Synchronous,
+    also when called inside a running event loop (Jupyter): see ``clients.run_sync``."""
+    return run_sync(arun_autointerp(cfg))
+
+
+def capture_adapter(store):
+    """The store's capture model adapter (its tokenizer and patch geometry; loaded once, on the
+    CPU, with the capture's options), or None when the manifest's model is not one this install
+    can load (then reports are shown unmarked)."""
+    try:
+        return store_adapter(store)
+    except (KeyError, ValueError, OSError, ImportError) as e:
+        log.warning("cannot load the store's model %r (%s); reports are shown without marking "
+                    "the firing tokens", store.manifest.get("model"), e)
+        return None
+
+
+async def arun_autointerp(cfg: AutointerpConfig) -> dict[str, Any]:
+    """``run_autointerp`` as a coroutine: latents are processed ``cfg.concurrency`` at a time
+    (their LLM requests overlap); each latent's rows are written as soon as it is done."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
@@ -113,54 +151,94 @@ def run_autointerp(cfg: AutointerpConfig) -> dict[str, Any]:
     if scorer_names is None:
         phantom = any(e.findings for e in evidence.values())
         scorer_names = ["embedding", "planted"] if phantom else ["embedding"]
-    sctx = {k: ScoreContext(r, evidence, scfg) for k, r in recs.items()}
-    ectx = {k: ExplainContext(evidence, _n_side(r)) for k, r in recs.items()}
+    client, renderer, adapter = None, None, None
+    if cfg.needs_llm:
+        client = CLIENTS.get(cfg.client)(cfg.client_config(cache_dir=str(out / CACHE_DIR)))
+        adapter = capture_adapter(store)
+        renderer = ExampleRenderer(
+            {s.study_id: s for s in studies}, _n_side(recs["trained"]), adapter,
+            with_report=bool(store.manifest.get("config", {}).get("with_report", True)))
+    sctx = {k: ScoreContext(r, evidence, scfg, renderer, client) for k, r in recs.items()}
+    ectx = {k: ExplainContext(evidence, _n_side(r), renderer, client, cfg.max_tokens)
+            for k, r in recs.items()}
     explainers = [EXPLAINERS.get(n)() for n in cfg.explainers]
     scorers = {k: [SCORERS.get(n)() for n in scorer_names] for k in recs}
     for k, group in scorers.items():
         for s in group:
             s.prepare(sctx[k])
-    done_e = {(r["latent"], r["explainer"]) for r in _read_jsonl(out / "explanations.jsonl")}
+    done_e = {(r["latent"], r["explainer"]): r for r in _read_jsonl(out / "explanations.jsonl")}
     done_s = {(r["latent"], r["explainer"], r["scorer"])
               for r in _read_jsonl(out / "scores.jsonl")}
     from tqdm.auto import tqdm
 
-    with open(out / "explanations.jsonl", "a") as fe, open(out / "scores.jsonl", "a") as fs:
-        for f, g in tqdm(pairs, desc="autointerp", unit="latent", disable=not cfg.progress):
-            for ex in explainers:
-                todo = [i for i, n in enumerate(scorer_names) if (f, ex.name, n) not in done_s]
-                if (f, ex.name) in done_e and not todo:
-                    continue
-                runs = {"trained": f, **({"random": g} if g is not None else {})}
-                got = {}
-                for k, lat in runs.items():
-                    sample = sample_latent(recs[k], lat, scfg)
-                    got[k] = (sample, ex.explain(sample, ectx[k]))
-                expl, base = got["trained"][1], got.get("random", (None, None))[1]
-                if (f, ex.name) not in done_e:
-                    _write(fe, {"latent": f, "explainer": ex.name, "explanation": expl.text,
-                                "ok": expl.ok, "error": expl.error,
-                                "modality": recs["trained"].modality_mix(f),
-                                "frequency": recs["trained"].frequency(f),
-                                "evidence": expl.evidence, "baseline_latent": g,
-                                "baseline_explanation": None if base is None else base.text})
-                for i in todo:
-                    vals = {k: (scorers[k][i].score(e, s, sctx[k]) if e.ok else None)
-                            for k, (s, e) in got.items()}
-                    sc, bs = vals["trained"], vals.get("random")
-                    _write(fs, {"latent": f, "explainer": ex.name, "scorer": scorer_names[i],
-                                "score": None if sc is None else sc.value,
-                                "baseline": None if bs is None else bs.value,
-                                "details": None if sc is None else sc.details,
-                                "baseline_details": None if bs is None else bs.details,
-                                "error": expl.error if sc is None else sc.error})
+    bar = tqdm(total=len(pairs), desc="autointerp", unit="latent", disable=not cfg.progress)
+
+    async def one(f: int, g: int | None, fe, fs) -> None:
+        for ex in explainers:
+            todo = [i for i, n in enumerate(scorer_names) if (f, ex.name, n) not in done_s]
+            if (f, ex.name) in done_e and not todo:
+                continue
+            runs = {"trained": f, **({"random": g} if g is not None else {})}
+            samples = {k: sample_latent(recs[k], lat, scfg) for k, lat in runs.items()}
+            if (f, ex.name) in done_e:  # explained before a crash: scored from the row
+                expl = _from_row(done_e[(f, ex.name)], g)
+            else:
+                keys = list(runs)
+                got = await asyncio.gather(*(ex.aexplain(samples[k], ectx[k]) for k in keys))
+                expl = dict(zip(keys, got, strict=True))
+                base = expl.get("random")
+                _write(fe, {"latent": f, "explainer": ex.name, "explanation": expl["trained"].text,
+                            "ok": expl["trained"].ok, "error": expl["trained"].error,
+                            "modality": recs["trained"].modality_mix(f),
+                            "frequency": recs["trained"].frequency(f),
+                            "evidence": expl["trained"].evidence, "baseline_latent": g,
+                            "baseline_explanation": None if base is None else base.text,
+                            "baseline_ok": None if base is None else base.ok,
+                            "baseline_error": None if base is None else base.error})
+            for i in todo:
+                keys = [k for k in runs if expl[k].ok]
+                got = await asyncio.gather(*(scorers[k][i].ascore(expl[k], samples[k], sctx[k])
+                                             for k in keys))
+                vals = dict(zip(keys, got, strict=True))
+                sc, bs = vals.get("trained"), vals.get("random")
+                bare = {k: scorers[k][i].latent_details(samples[k], sctx[k])
+                        for k in runs if k not in vals}  # failed explanations: not scored
+                _write(fs, {"latent": f, "explainer": ex.name, "scorer": scorer_names[i],
+                            "score": None if sc is None else sc.value,
+                            "baseline": None if bs is None else bs.value,
+                            "details": bare.get("trained") if sc is None else sc.details,
+                            "baseline_details": bare.get("random") if bs is None else bs.details,
+                            "error": expl["trained"].error if sc is None else sc.error})
+        bar.update(1)
+
+    try:
+        with open(out / "explanations.jsonl", "a") as fe, open(out / "scores.jsonl", "a") as fs:
+            await gather_limited([one(f, g, fe, fs) for f, g in pairs], cfg.concurrency)
+    finally:
+        bar.close()
+        if client is not None:
+            await client.aclose()
     summary = summarize(out, len(latents))
+    if client is not None:
+        summary["llm"] = {"client": cfg.client, **dataclasses.asdict(client.usage)}
     write_json_atomic(out / "summary.json", summary)
-    write_examples(out, recs["trained"], latents, studies, scfg, store=store,
+    write_examples(out, recs["trained"], latents, studies, scfg, store=store, adapter=adapter,
                    progress=cfg.progress)
     write_report(out)
     (out / MARKER).write_text("done\n")
     return summary
+
+
+def _from_row(row: dict[str, Any], g: int | None) -> dict[str, Explanation]:
+    """The explanations of a written row (trained, and the random baseline's when paired)."""
+    out = {"trained": Explanation(row["latent"], row["explainer"], row["explanation"],
+                                  row["ok"], row["error"], row.get("evidence") or {})}
+    if g is not None:
+        text = row.get("baseline_explanation")
+        ok = row.get("baseline_ok", bool(text))  # rows before baseline_ok: text means ok
+        out["random"] = Explanation(g, row["explainer"], text or "", bool(ok),
+                                    row.get("baseline_error"))
+    return out
 
 
 def _write(fh, row: dict[str, Any]) -> None:
@@ -182,9 +260,12 @@ def _mean(vals: list[float | None]) -> float | None:
 
 
 def _planted(rows: list[dict[str, Any]], details: str, value: str) -> dict[str, Any]:
+    """Matched latents (held-out AUROC >= MATCH_AUROC, known also beside a failed explanation,
+    which counts as not naming the finding) and the share named."""
     matched = [r for r in rows if r[details] and r[details].get("auroc_test", 0) >= MATCH_AUROC]
     named = sum(bool(r[value]) for r in matched)
     return {"n_matched": len(matched), "n_named": named,
+            "n_failed": sum(r[value] is None for r in matched),
             "named_rate": named / len(matched) if matched else None}
 
 
@@ -211,4 +292,5 @@ def summarize(out: Path, n_latents: int) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["MATCH_AUROC", "random_baseline", "run_autointerp", "summarize"]
+__all__ = ["CACHE_DIR", "MATCH_AUROC", "arun_autointerp", "capture_adapter", "random_baseline",
+           "run_autointerp", "summarize"]

@@ -1,8 +1,9 @@
-"""Classification metrics shared by every stage: precision / recall / F1 and AUROC.
+"""Classification metrics shared by every stage: precision / recall / F1, balanced accuracy
+and AUROC.
 
 Undefined values, one convention per kind of metric:
 
-- Count metrics (precision, recall, F1) return ``None`` where the ratio is 0 / 0: precision
+- Count metrics (precision, recall, F1, balanced accuracy) return ``None`` where the ratio is 0 / 0: precision
   with no predicted positive, recall with no true positive, F1 with neither (tp + fp + fn = 0).
   ``None`` is JSON ``null`` in the result files; callers skip it when averaging and print it
   as "-" and average with :func:`mean_defined`. F1 is never undefined when anything is positive on either side (then it is
@@ -38,6 +39,17 @@ def precision_recall_f1(tp: int, fp: int, fn: int) -> tuple[float | None, float 
 def f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     """Binary F1; ``None`` when there are no positives and none are predicted."""
     return precision_recall_f1(*confusion_counts(y_true, y_pred))[2]
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
+    """Mean of the true-positive and true-negative rates; ``None`` unless both classes occur
+    in ``y_true``."""
+    y, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true has shape {y.shape} but y_pred {p.shape}; align them by sample")
+    if y.all() or not y.any():
+        return None
+    return float((p[y].mean() + (~p[~y]).mean()) / 2)
 
 
 def f1_columns(fires: np.ndarray, y_true: np.ndarray) -> np.ndarray:

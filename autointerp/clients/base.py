@@ -93,6 +93,8 @@ class ChatClient(abc.ABC):
 
     config_class: ClassVar[type[BaseConfig]]
     """The client's typed config; ``build_client`` makes one from keyword options."""
+    accepts_images: ClassVar[bool] = True
+    """Whether image content parts may be sent (a server may still refuse them)."""
 
     def __init__(self, config: BaseConfig) -> None:
         self.config = config

@@ -80,6 +80,7 @@ class LocalClient(ChatClient):
     """A transformers chat model in this process; greedy when ``temperature == 0``."""
 
     config_class = LocalClientConfig
+    accepts_images = False  # a causal LM through its tokenizer's chat template: text only
 
     def __init__(self, config: LocalClientConfig | None = None) -> None:
         super().__init__(config or LocalClientConfig())

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autointerp.evidence import StudyEvidence
 from autointerp.sampling import LatentSample
 from radinterp.registry import Registry
+
+if TYPE_CHECKING:
+    from autointerp.clients.base import ChatClient
+    from autointerp.render import ExampleRenderer
 
 
 @dataclass
@@ -19,6 +23,12 @@ class ExplainContext:
     """Study id -> its evidence (``autointerp.evidence.study_evidence``)."""
     n_side: int
     """Side of the image patch grid (for region phrases)."""
+    renderer: ExampleRenderer | None = None
+    """Examples as text (LLM explainers)."""
+    client: ChatClient | None = None
+    """The chat client LLM explainers ask (``autointerp.clients``)."""
+    max_tokens: int = 256
+    """Tokens an LLM explainer may generate per explanation."""
 
 
 @dataclass
@@ -46,6 +56,10 @@ class Explainer(ABC):
     @abstractmethod
     def explain(self, sample: LatentSample, ctx: ExplainContext) -> Explanation:
         """Explain ``sample.latent`` from ``sample.explain`` only (never the test set)."""
+
+    async def aexplain(self, sample: LatentSample, ctx: ExplainContext) -> Explanation:
+        """``explain`` for the pipeline's event loop; LLM explainers await their client here."""
+        return self.explain(sample, ctx)
 
 
 EXPLAINERS: Registry[type[Explainer]] = Registry("explainer")

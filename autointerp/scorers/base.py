@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autointerp.evidence import StudyEvidence
 from autointerp.explainers.base import Explanation
 from autointerp.records import LatentRecords
 from autointerp.sampling import LatentSample, SampleConfig
 from radinterp.registry import Registry
+
+if TYPE_CHECKING:
+    from autointerp.clients.base import ChatClient
+    from autointerp.render import ExampleRenderer
 
 
 @dataclass
@@ -23,6 +27,10 @@ class ScoreContext:
     """Study id -> its evidence."""
     sample_cfg: SampleConfig
     """The split the samples were drawn with (``sampling.in_test``)."""
+    renderer: ExampleRenderer | None = None
+    """Examples as text (LLM judges)."""
+    client: ChatClient | None = None
+    """The chat client LLM judges ask (``autointerp.clients``)."""
 
 
 @dataclass
@@ -50,6 +58,16 @@ class Scorer(ABC):
     def score(self, explanation: Explanation, sample: LatentSample, ctx: ScoreContext) -> Score:
         """Score ``explanation`` of ``sample.latent``; never read ``sample.explain`` for the
         measurement itself."""
+
+    def latent_details(self, sample: LatentSample, ctx: ScoreContext) -> dict[str, Any] | None:
+        """What the scorer knows of the latent without any explanation (written beside a
+        failed explanation, so a summary can count it as not naming anything), or None."""
+        return None
+
+    async def ascore(self, explanation: Explanation, sample: LatentSample,
+                     ctx: ScoreContext) -> Score:
+        """``score`` for the pipeline's event loop; LLM judges await their client here."""
+        return self.score(explanation, sample, ctx)
 
 
 SCORERS: Registry[type[Scorer]] = Registry("scorer")

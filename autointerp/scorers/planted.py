@@ -50,7 +50,8 @@ class PlantedScorer(Scorer):
                                   for f in self.findings] for s in ids])  # (n_studies, F)
         self.select_mask, self.test_mask = split_masks(ctx)
 
-    def score(self, explanation, sample, ctx: ScoreContext) -> Score:
+    def latent_details(self, sample, ctx: ScoreContext) -> dict | None:
+        """The finding the latent best separates on the explanation split and its AUROCs."""
         x = ctx.records.study_max[:, sample.latent].float().numpy()  # (n_studies,)
         best, best_auc = None, -1.0
         for j, f in enumerate(self.findings):
@@ -60,15 +61,19 @@ class PlantedScorer(Scorer):
                 if a > best_auc:
                     best, best_auc = f, a
         if best is None:
-            return Score(sample.latent, self.name, None, error="no planted finding varies on "
-                         "the explanation split")
+            return None
         y = self.carries[self.test_mask, self.findings.index(best)]
         auc_test = auroc(y, x[self.test_mask]) if 0 < y.sum() < len(y) else float("nan")
+        return {"finding": best, "auroc_select": float(best_auc), "auroc_test": float(auc_test)}
+
+    def score(self, explanation, sample, ctx: ScoreContext) -> Score:
+        details = self.latent_details(sample, ctx)
+        if details is None:
+            return Score(sample.latent, self.name, None, error="no planted finding varies on "
+                         "the explanation split")
         text = explanation.text.lower()
-        named = any(n in text for n in finding_names_in(best))
-        return Score(sample.latent, self.name, float(named),
-                     {"finding": best, "auroc_select": float(best_auc),
-                      "auroc_test": float(auc_test), "named": named})
+        named = any(n in text for n in finding_names_in(details["finding"]))
+        return Score(sample.latent, self.name, float(named), {**details, "named": named})
 
 
 __all__ = ["PlantedScorer", "finding_names_in", "split_masks"]

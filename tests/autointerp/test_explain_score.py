@@ -175,14 +175,27 @@ def test_cli_writes_outputs_resumes_and_refuses_bad_input(store, sae_dir, tmp_pa
         assert res.exit_code == 2 and fix in res.output, (bad, res.output)
 
 
-@pytest.mark.parametrize("opt,name", [("--explainer", "llm"), ("--explainer", "vision"),
-                                      ("--scorers", "detection")])
-def test_llm_explainers_and_scorers_are_refused_with_the_fix(opt, name, tmp_path):
-    res = _cli(["--sae", "x", "--acts", "y", "--out", str(tmp_path), opt, name])
-    assert res.exit_code == 2 and "not built yet" in res.output and "fix: use" in res.output
-    with pytest.raises(ValueError, match="--allow-external-endpoint"):
-        AutointerpConfig("x", "y", str(tmp_path), base_url="https://api.example.com/v1")
-    AutointerpConfig("x", "y", str(tmp_path), base_url="http://127.0.0.1:8000/v1")
+@pytest.mark.parametrize("extra,fix", [
+    (["--explainer", "vision"], "--explainer llm"),  # the local client takes text only
+    (["--explainer", "llm", "--client", "openai"], "--model"),
+    (["--scorers", "detection", "--client", "openai", "--model", "m", "--base-url",
+      "https://api.example.com/v1"], "--allow-external-endpoint"),
+    (["--base-url", "http://127.0.0.1:8000/v1"], "--client openai"),
+    (["--explainer", "llm", "--client", "nope"], "local, openai"),
+])
+def test_llm_options_are_checked_before_anything_runs(extra, fix, tmp_path):
+    res = _cli(["--sae", "x", "--acts", "y", "--out", str(tmp_path / "o"), *extra])
+    assert res.exit_code == 2 and fix in res.output, res.output
+    assert not (tmp_path / "o").exists()  # refused before any output
+
+
+def test_defaults_keep_data_on_the_machine(tmp_path):
+    cfg = AutointerpConfig("x", "y", str(tmp_path))
+    assert cfg.explainers == ["enrichment"] and cfg.client == "local" and not cfg.needs_llm
+    cfg = AutointerpConfig("x", "y", str(tmp_path), explainers=["llm"], client="openai",
+                           model="m", base_url="https://api.example.com/v1",
+                           allow_external_endpoint=True)
+    assert cfg.needs_llm and cfg.client_options()["allow_external_endpoint"] is True
 
 
 def test_enrichment_table_ranks_by_magnitude_and_keeps_the_longest_phrase():
