@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,7 +16,7 @@ from radinterp.data.study import Study
 from radinterp.models.image import ImagePreprocess, preprocess_image
 from radinterp.models.prompt import RENDERERS, EncodedPrompt, encode_segments, maira2_user_segments
 from radinterp.models.sites import Site, parse_site
-from radinterp.models.tokens import ImageSlot, TokenLayout
+from radinterp.models.tokens import ImageSlot, TokenKind, TokenLayout
 from radinterp.registry import Registry
 
 ADAPTERS: Registry[type["Adapter"]] = Registry("model adapter")
@@ -34,9 +35,24 @@ class ModelInputs:
     text: str = ""
 
     def head(self, end: int) -> ModelInputs:
-        """These inputs cut after position ``end - 1`` (a prompt prefix, an open answer)."""
+        """These inputs cut after position ``end - 1`` (a prompt prefix, an open answer). Images
+        whose tokens all fall after the cut are dropped from ``pixel_values`` (images are in
+        prompt order); a cut through an image's tokens is refused."""
+        pixels = self.pixel_values
+        if pixels is not None:
+            img = self.layout.kind == int(TokenKind.IMAGE)
+            slot = self.layout.image_slot
+            first = img & np.concatenate([[True], ~img[:-1] | (slot[1:] != slot[:-1])])
+            starts = np.flatnonzero(first)
+            ends = np.append(starts[1:], len(img))
+            for s, e in zip(starts, ends, strict=True):
+                last = s + int(np.argmin(img[s:e])) if not img[s:e].all() else e
+                if s < end < last:
+                    raise ValueError(f"study {self.study_id!r}: a cut at {end} splits the image "
+                                     f"tokens {s}..{last - 1}; cut before or after an image")
+            pixels = pixels[: int((starts < end).sum())]
         return dataclasses.replace(self, input_ids=self.input_ids[:end], layout=self.layout.head(end),
-                                   n_prompt=min(self.n_prompt, end))
+                                   pixel_values=pixels, n_prompt=min(self.n_prompt, end))
 
 
 @dataclass

@@ -75,3 +75,29 @@ def test_per_step_capture_equals_a_teacher_forced_pass(tiny_adapter, two_studies
         for b, o in enumerate(prompt.offsets):
             n = prompt.lengths[b] + 4
             torch.testing.assert_close(steps[site][b, o:], full[site][b, :n], rtol=1e-4, atol=1e-4)
+
+
+def test_head_drops_the_images_it_cuts_and_keeps_the_frontal_prefix_exact(tiny_adapter, full_study):
+    """A prefix cut after the frontal image keeps only the images before the cut, and the frontal
+    positions' hidden states equal those of the full prompt (a causal model)."""
+    import numpy as np
+
+    from radinterp.hooks import capture
+    from radinterp.models.tokens import ImageSlot, TokenKind
+
+    full = tiny_adapter.build_inputs(full_study, with_report=False)
+    lay = full.layout
+    frontal = np.flatnonzero((lay.kind == int(TokenKind.IMAGE)) & (lay.image_slot == int(ImageSlot.FRONTAL)))
+    assert full.pixel_values.shape[0] == 3  # frontal, lateral, prior frontal
+    cut = full.head(int(frontal[-1]) + 1)
+    assert cut.pixel_values.shape[0] == 1 and cut.input_ids.shape[0] == frontal[-1] + 1
+    site = "lm.blocks.0.resid_post"
+    got = {}
+    for name, inp in (("full", full), ("cut", cut)):
+        batch = tiny_adapter.collate([inp], padding_side="right")
+        with torch.no_grad(), capture(tiny_adapter, [site]) as acts:
+            tiny_adapter.model(**tiny_adapter.to_device(batch))
+        got[name] = acts[site][0, frontal]
+    torch.testing.assert_close(got["cut"], got["full"])
+    with pytest.raises(ValueError, match="splits the image"):
+        full.head(int(frontal[3]))
