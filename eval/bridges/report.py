@@ -1,0 +1,147 @@
+"""``bridge.html`` (plotly embedded, opens offline) and the example overlays (PNGs).
+
+Sections: the target x feature matrix (report split), each target's held-out association
+beside the random SAE and the permutation 95th percentile, the matched pairs, the localisation
+side by side, and example report studies with every source's map over the radiograph.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from eval.methods.io import map_name
+
+
+def write_examples(out: Path, studies: list, masks, positives: np.ndarray, sources: dict,
+                   geometry, n: int) -> list[dict]:
+    """Overlay PNGs of the first ``n`` (study, finding) pairs with a mask: every source's map
+    and the mask over the radiograph; returns [{study_id, finding, images: {source: file}}]."""
+    from radinterp.models.geometry import image_size_of
+    from radinterp.overlay import write_overlay
+
+    target = masks.target()
+    done: list[dict] = []
+    for i, study in enumerate(studies):
+        if len(done) >= n:
+            break
+        js = [j for j in np.flatnonzero(positives[i]) if masks.known[i, j] and target[i, j].any()]
+        if not js or study.frontal is None:
+            continue
+        j = int(js[0])
+        f = masks.findings[j]
+        geo = geometry(image_size_of(study.frontal))
+        stem = f"{map_name(study.study_id)}-{f}"
+        imgs = {"mask": write_overlay(out / f"{stem}-mask.png", study.frontal,
+                                      target[i, j].astype(float), geo, cmap="red", alpha=0.45).name}
+        for name, fn in sources.items():
+            m = fn(study.study_id, f)
+            if not isinstance(m, str):
+                imgs[name] = write_overlay(out / f"{stem}-{name}.png", study.frontal, m, geo).name
+        done.append({"study_id": study.study_id, "finding": f, "images": imgs})
+    return done
+
+
+def _fmt(v, nd: int = 3) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _headline(r: dict) -> float | None:
+    return r.get("auroc") if r.get("auroc") is not None else r.get("spearman")
+
+
+def _bars(result: dict, scope: str):
+    import plotly.graph_objects as go
+
+    t = result["associations"]["targets"]
+    names = list(t)
+    fig = go.Figure()
+    for e, colour in (("trained", "#1f77b4"), ("random", "#ff7f0e")):
+        fig.add_bar(x=names, y=[_headline(t[n][scope][e]) for n in names], name=f"{e} SAE",
+                    marker_color=colour)
+    fig.add_scatter(x=names, y=[t[n][scope]["trained"].get("perm_q95") for n in names],
+                    mode="markers", name="permutation 95th pct", marker={"symbol": "line-ew-open",
+                                                                         "size": 14, "color": "black"})
+    fig.update_layout(title=f"{scope} positions: best feature (chosen on selection), held-out "
+                            "AUROC (0/1 targets) or Spearman (scores)", barmode="group", height=420)
+    return fig
+
+
+def _matrix(result: dict):
+    import plotly.graph_objects as go
+
+    m = result["associations"].get("matrix", {}).get("image")
+    if not m or not m["values"]:
+        return None
+    fig = go.Figure(go.Heatmap(z=m["values"], x=[str(f) for f in m["features"]], y=m["targets"],
+                               colorscale="RdBu", zmid=0, zmin=-1, zmax=1))
+    fig.update_layout(title="target x SAE feature agreement (image positions, report split; "
+                            "2*AUROC-1 or Spearman)", height=max(400, 16 * len(m["targets"])))
+    fig.update_xaxes(type="category", title="SAE feature")
+    return fig
+
+
+def _localisation(result: dict):
+    import plotly.graph_objects as go
+
+    loc = result["localisation"]["findings"]
+    names = [f for f in loc if loc[f]["n_with_mask"]]
+    fig = go.Figure()
+    srcs = sorted({s for f in names for s in loc[f]["sources"]})
+    for s in srcs:
+        fig.add_bar(x=names, y=[loc[f]["sources"][s]["pointing_game"] for f in names], name=s)
+    fig.update_layout(title="pointing game per finding, report split (same studies per finding)",
+                      barmode="group", height=420)
+    return fig
+
+
+def _pairs_table(result: dict) -> str:
+    rows = []
+    for src, d in result["associations"]["matching"].items():
+        for sc, e in d.items():
+            tr, rn = e["trained"], e["random"]
+            rows.append(f"<tr><td>{src}</td><td>{sc}</td><td>{len(tr['pairs'])}</td>"
+                        f"<td>{_fmt(tr['mean_report_agreement'])}</td>"
+                        f"<td>{_fmt(rn['mean_report_agreement'])}</td></tr>")
+    return ("<table border=1 cellpadding=3><tr><th>source</th><th>scope</th><th>pairs</th>"
+            "<th>trained: mean held-out agreement</th><th>random SAE</th></tr>" + "".join(rows) + "</table>")
+
+
+def _examples(result: dict, root: Path) -> str:
+    parts = []
+    for ex in result["localisation"].get("examples", []):
+        cells = []
+        for name, file in ex["images"].items():
+            data = base64.b64encode((root / "png" / file).read_bytes()).decode()
+            cells.append(f"<figure style='display:inline-block;margin:4px'><img width=200 "
+                         f"src='data:image/png;base64,{data}'><figcaption>{html.escape(name)}"
+                         "</figcaption></figure>")
+        parts.append(f"<h4>{html.escape(ex['study_id'])}: {html.escape(ex['finding'])}</h4>" + "".join(cells))
+    return "".join(parts) or "<p>no report-split study with a mask</p>"
+
+
+def write_html(result: dict, path: str | Path) -> Path:
+    """Write bridge.html with plotly.js inline (no network request when opened)."""
+    path = Path(path)
+    figs = [f for f in (_matrix(result), _bars(result, "image"), _bars(result, "report"),
+                        _localisation(result)) if f is not None]
+    body = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]
+    sp = result["split"]
+    head = (f"<h1>radinterp bridge</h1><p>SAE {html.escape(result['sae'])} at {result['site']} "
+            f"(d_sae {result['d_sae']}); selection {sp['n_select']} studies, report {sp['n_report']} "
+            f"({html.escape(sp['report_from'])}); random SAE: same shape and mean L0 "
+            f"({result['random_mode']}); {result['n_permutations']} permutations.</p>")
+    text = ("<html><head><meta charset='utf-8'><title>radinterp bridge</title></head><body>" + head
+            + body[0] + "<h2>Matched pairs (Hungarian, chosen on selection)</h2>" + _pairs_table(result)
+            + "".join(body[1:]) + "<h2>Example report studies</h2>" + _examples(result, path.parent)
+            + "</body></html>")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+__all__ = ["write_examples", "write_html"]
