@@ -68,6 +68,8 @@ def held_out(x: np.ndarray, y: np.ndarray, feature: int, binary: bool, n_perm: i
         null[i] = auroc_columns(col, yp > 0.5)[0] if binary else spearman_columns(col, yp)[0]
     null = null[np.isfinite(null)]
     ok = head is not None and np.isfinite(head) and null.size
+    fin = (lambda v: None if v is None or not np.isfinite(v) else v)
+    au, sp = fin(au), fin(sp)
     return {"auroc": au, "spearman": sp,
             "perm_mean": float(null.mean()) if null.size else None,
             "perm_q95": float(np.quantile(null, 0.95)) if null.size else None,
@@ -91,6 +93,11 @@ def associate(x_sel: np.ndarray, y_sel: np.ndarray, x_rep: np.ndarray, y_rep: np
     out = {"n_select": int(len(y_sel)), "n_report": int(len(y_rep))}
     if binary:
         out["n_pos_select"], out["n_pos_report"] = int((y_sel > 0.5).sum()), int((y_rep > 0.5).sum())
+    if binary and min(out["n_pos_select"], out["n_pos_report"], len(y_sel) - out["n_pos_select"],
+                      len(y_rep) - out["n_pos_report"]) == 0:
+        out["feature"], out["select"] = None, None
+        out["skipped"] = "one class only on the selection or report split"
+        return out
     j, sel = best_feature(x_sel, y_sel, binary) if len(y_sel) >= 3 else (None, None)
     out["feature"], out["select"] = j, sel
     if j is None or len(y_rep) < 3:

@@ -31,7 +31,9 @@ def write_examples(out: Path, studies: list, masks, positives: np.ndarray, sourc
         js = [j for j in np.flatnonzero(positives[i]) if masks.known[i, j] and target[i, j].any()]
         if not js or study.frontal is None:
             continue
-        j = int(js[0])
+        n_maps = [sum(not isinstance(fn(study.study_id, masks.findings[j]), str) for fn in sources.values())
+                  for j in js]
+        j = int(js[int(np.argmax(n_maps))])  # the finding the most sources have a map of
         f = masks.findings[j]
         geo = geometry(image_size_of(study.frontal))
         stem = f"{map_name(study.study_id)}-{f}"

@@ -265,7 +265,8 @@ def run_bridge(cfg: BridgeConfig, overwrite: bool = False) -> dict:
         "l0": meta.get("l0"), "random_mode": cfg.random_mode, "n_permutations": cfg.n_permutations,
         "split": {"n_store_studies": len(b.store_ids), "n_select": len(b.select_ids),
                   "n_report": len(b.report_ids),
-                  "report_from": "methods' test studies" if b.runs else "all store studies"},
+                  "report_from": "methods' test studies" if b.runs else "all store studies",
+                  "report_ids": b.report_ids},
         "methods": {m: {"root": str(r.root), "n_studies_with_maps": len(r.scores),
                         "n_not_in_store": r.n_not_in_store, "n_report_missing": missing[m],
                         "names": r.names if m != "radiomics" else len(r.names)}
