@@ -31,7 +31,8 @@ def bridge_command(
                        seed=seed, report_fraction=report_fraction, n_permutations=permutations,
                        random_mode=random_mode, n_examples=examples, progress=not no_progress)
     result = run_bridge(cfg, overwrite=overwrite)
-    typer.echo(json.dumps({"out": out, "split": result["split"]}, indent=2))
+    split = {k: v for k, v in result["split"].items() if k != "report_ids"}
+    typer.echo(json.dumps({"out": out, "split": split}, indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -146,4 +146,59 @@ def write_html(result: dict, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["write_examples", "write_html"]
+__all__ = ["summary_markdown", "write_examples", "write_html"]
+
+
+def summary_markdown(result: dict) -> str:
+    """Markdown tables of bridge.json's headline numbers (written as OUT/bridge.md)."""
+    sp = result["split"]
+    lines = [f"selection {sp['n_select']} / report {sp['n_report']} studies "
+             f"({sp['report_from']}); random SAE L0 {result['l0']['random']:.2f} vs trained "
+             f"{result['l0']['trained']:.2f} ({result['random_mode']}); {result['n_permutations']} "
+             "permutations", "",
+             "| source | scope | targets scored | held-out, trained | random SAE | permutation 95th pct "
+             "| q < 0.05 trained / random | matching agreement trained / random |",
+             "|---|---|---|---|---|---|---|---|"]
+    t, match = result["associations"]["targets"], result["associations"]["matching"]
+    for src in sorted({v["source"] for v in t.values()}):
+        for sc in ("image", "report"):
+            rows = [v[sc] for v in t.values() if v["source"] == src and _headline(v[sc]["trained"]) is not None]
+            mean = (lambda e, k=None: float(np.mean([(r[e].get(k) if k else _headline(r[e])) or 0 for r in rows])))
+            sig = (lambda e: sum((r[e].get("q_perm") or 1) < 0.05 for r in rows))
+            m = match.get(src, {}).get(sc, {})
+            lines.append(f"| {src} | {sc} | {len(rows)} | {_fmt(mean('trained') if rows else None)} | "
+                         f"{_fmt(mean('random') if rows else None)} | "
+                         f"{_fmt(mean('trained', 'perm_q95') if rows else None)} | "
+                         f"{sig('trained')} / {sig('random')} | "
+                         f"{_fmt(m.get('trained', {}).get('mean_report_agreement'))} / "
+                         f"{_fmt(m.get('random', {}).get('mean_report_agreement'))} |")
+    loc = result["localisation"]["findings"]
+    srcs = sorted({s for v in loc.values() for s in v["sources"]})
+    lines += ["", "| finding | studies with mask | " + " | ".join(f"pointing {s}" for s in srcs)
+              + " | " + " | ".join(f"mask share {s}" for s in srcs) + " | chance share |",
+              "|---" * (2 + 2 * len(srcs) + 1) + "|"]
+    for f, v in loc.items():
+        if not v["n_with_mask"]:
+            continue
+        lines.append(f"| {f} | {v['n_with_mask']} | "
+                     + " | ".join(_fmt(v["sources"][s]["pointing_game"], 2) for s in srcs) + " | "
+                     + " | ".join(_fmt(v["sources"][s]["mask_share"], 2) for s in srcs)
+                     + f" | {_fmt(v['chance_mask_share'], 2)} |")
+    agree = result["localisation"].get("map_agreement", {})
+    if agree:
+        lines += ["", "| CSR concept | map Spearman, matched SAE feature (studies) | random SAE (studies) |",
+                  "|---|---|---|"]
+        for c, d in agree.items():
+            lines.append(f"| {c} | {_fmt(d['trained']['spearman'], 2)} ({d['trained']['n']}) | "
+                         f"{_fmt(d['random']['spearman'], 2)} ({d['random']['n']}) |")
+    rad = result["radiomics"]
+    if "skipped" in rad:
+        lines += ["", f"radiomics: {rad['skipped']}"]
+    else:
+        lines += ["", "| radiomics (report split) | tests | significant pairs (BH) | SAE features with any |",
+                  "|---|---|---|---|"]
+        for e in ("trained", "random"):
+            r = rad[e]
+            lines.append(f"| {e} SAE | {r['n_tests']} | {r['n_significant']} | "
+                         f"{r.get('n_sae_features_with_any', 0)} of {r['n_sae_features_tested']} |")
+    return "\n".join(lines) + "\n"

@@ -101,7 +101,7 @@ def _prepare(cfg: BridgeConfig, overwrite: bool) -> bool:
         raise FileExistsError(f"{out} is not empty and holds no bridge run; choose another --out "
                               "or pass --overwrite")
     if overwrite or have != want:
-        for name in ("parts", "png", "bridge.json", "bridge.html"):
+        for name in ("parts", "png", "bridge.json", "bridge.html", "bridge.md"):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     if (out / "bridge.json").exists():
@@ -245,7 +245,7 @@ def _radiomics(b: Bridge, s: Summaries) -> dict:
 
 def run_bridge(cfg: BridgeConfig, overwrite: bool = False) -> dict:
     """Run (or resume) the bridge into ``cfg.out``; returns the contents of bridge.json."""
-    from eval.bridges.report import write_html
+    from eval.bridges.report import summary_markdown, write_html
 
     if _prepare(cfg, overwrite):
         log.info("%s already holds this bridge run; nothing to do", cfg.out)
@@ -274,6 +274,7 @@ def run_bridge(cfg: BridgeConfig, overwrite: bool = False) -> dict:
         "associations": assoc, "localisation": loc, "radiomics": rad}
     write_json_atomic(b.out / "bridge.json", result)
     write_html(result, b.out / "bridge.html")
+    (b.out / "bridge.md").write_text(summary_markdown(result))
     return result
 
 
