@@ -58,7 +58,7 @@ class Bridge:
                                  f"pass one {run.method} run per bridge")
             self.runs[run.method] = run
         pool = sorted({s for r in self.runs.values() for s in r.scores}) or self.store_ids
-        self.select_ids, self.report_ids = report_split(pool, cfg.report_fraction, cfg.seed)
+        self.report_ids = report_split(pool, cfg.report_fraction, cfg.seed)[1]
         rep = set(self.report_ids)
         self.select_ids = [s for s in self.store_ids if s not in rep]
         self._encoders: dict | None = None
