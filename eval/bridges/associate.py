@@ -108,10 +108,12 @@ def associate(x_sel: np.ndarray, y_sel: np.ndarray, x_rep: np.ndarray, y_rep: np
 
 
 def match_targets(x_sel: np.ndarray, ys_sel: list[np.ndarray], x_rep: np.ndarray,
-                  ys_rep: list[np.ndarray], binary: Sequence[bool]) -> list[dict]:
+                  ys_rep: list[np.ndarray], binary: Sequence[bool], n_perm: int = 100,
+                  seed: int = 0) -> list[dict]:
     """Hungarian one-to-one matching of targets (selection values ``ys_sel``) to distinct
-    features by selection agreement; per target the feature and its report agreement.
-    Studies whose value is NaN are left out per target."""
+    features by selection agreement; per target the feature, its report agreement and that
+    agreement's permutation baseline (report values shuffled ``n_perm`` times: mean, 95th
+    percentile). Studies whose value is NaN are left out per target."""
     from scipy.optimize import linear_sum_assignment
 
     if not ys_sel:
@@ -122,13 +124,19 @@ def match_targets(x_sel: np.ndarray, ys_sel: list[np.ndarray], x_rep: np.ndarray
         if k.sum() >= 3:
             a[t] = np.nan_to_num(agreement(x_sel[k], y[k], b), nan=-1.0)
     rows, cols = linear_sum_assignment(a, maximize=True)
+    rng = np.random.default_rng(seed)
     out = []
     for t, j in zip(rows.tolist(), cols.tolist(), strict=True):
         k = _finite(x_rep, ys_rep[t])
-        rep = (float(agreement(x_rep[k][:, [j]], ys_rep[t][k], binary[t])[0])
-               if k.sum() >= 3 else float("nan"))
+        col, y = x_rep[k][:, [j]], ys_rep[t][k]
+        rep = float(agreement(col, y, binary[t])[0]) if k.sum() >= 3 else float("nan")
+        null = np.array([agreement(col, rng.permutation(y), binary[t])[0] for _ in range(n_perm)]
+                        if k.sum() >= 3 else [])
+        null = null[np.isfinite(null)]
         out.append({"target": t, "feature": int(j), "select": float(a[t, j]),
-                    "report": None if not np.isfinite(rep) else rep, "n_report": int(k.sum())})
+                    "report": None if not np.isfinite(rep) else rep, "n_report": int(k.sum()),
+                    "perm_mean": float(null.mean()) if null.size else None,
+                    "perm_q95": float(np.quantile(null, 0.95)) if null.size else None})
     return out
 
 

@@ -105,11 +105,15 @@ def _pairs_table(result: dict) -> str:
     for src, d in result["associations"]["matching"].items():
         for sc, e in d.items():
             tr, rn = e["trained"], e["random"]
-            rows.append(f"<tr><td>{src}</td><td>{sc}</td><td>{len(tr['pairs'])}</td>"
+            pairs = ", ".join(f"{html.escape(p['target'])}&rarr;{p['feature']} ({_fmt(p['report'], 2)})"
+                              for p in tr["pairs"])
+            rows.append(f"<tr><td>{src}</td><td>{sc}</td><td>{tr.get('n_scored', len(tr['pairs']))}</td>"
                         f"<td>{_fmt(tr['mean_report_agreement'])}</td>"
-                        f"<td>{_fmt(rn['mean_report_agreement'])}</td></tr>")
-    return ("<table border=1 cellpadding=3><tr><th>source</th><th>scope</th><th>pairs</th>"
-            "<th>trained: mean held-out agreement</th><th>random SAE</th></tr>" + "".join(rows) + "</table>")
+                        f"<td>{_fmt(rn['mean_report_agreement'])}</td>"
+                        f"<td>{_fmt(tr.get('mean_perm_q95'))}</td><td style='font-size:80%'>{pairs}</td></tr>")
+    return ("<table border=1 cellpadding=3><tr><th>source</th><th>scope</th><th>pairs scored</th>"
+            "<th>trained: mean held-out agreement</th><th>random SAE</th><th>permutation 95th pct</th>"
+            "<th>pairs (target&rarr;feature, held-out agreement)</th></tr>" + "".join(rows) + "</table>")
 
 
 def _examples(result: dict, root: Path) -> str:
@@ -157,7 +161,7 @@ def summary_markdown(result: dict) -> str:
              f"{result['l0']['trained']:.2f} ({result['random_mode']}); {result['n_permutations']} "
              "permutations", "",
              "| source | scope | targets scored | held-out, trained | random SAE | permutation 95th pct "
-             "| q < 0.05 trained / random | matching agreement trained / random |",
+             "| q < 0.05 trained / random | matching agreement trained / random / permutation 95th pct |",
              "|---|---|---|---|---|---|---|---|"]
     t, match = result["associations"]["targets"], result["associations"]["matching"]
     for src in sorted({v["source"] for v in t.values()}):
@@ -171,7 +175,8 @@ def summary_markdown(result: dict) -> str:
                          f"{_fmt(mean('trained', 'perm_q95') if rows else None)} | "
                          f"{sig('trained')} / {sig('random')} | "
                          f"{_fmt(m.get('trained', {}).get('mean_report_agreement'))} / "
-                         f"{_fmt(m.get('random', {}).get('mean_report_agreement'))} |")
+                         f"{_fmt(m.get('random', {}).get('mean_report_agreement'))} / "
+                         f"{_fmt(m.get('trained', {}).get('mean_perm_q95'))} |")
     loc = result["localisation"]["findings"]
     srcs = sorted({s for v in loc.values() for s in v["sources"]})
     lines += ["", "| finding | studies with mask | " + " | ".join(f"pointing {s}" for s in srcs)

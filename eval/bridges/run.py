@@ -151,12 +151,16 @@ def _associations(b: Bridge, s: Summaries, targets: list[Target]) -> dict:
             for e in ENCODERS:
                 x = s.values[e][sc]
                 pairs = match_targets(x[sel], [_values(t, b.select_ids) for t in group], x[rep],
-                                      [_values(t, b.report_ids) for t in group], [t.binary for t in group])
+                                      [_values(t, b.report_ids) for t in group], [t.binary for t in group],
+                                      b.cfg.n_permutations, b.cfg.seed)
                 for p in pairs:
                     p["target"] = group[p.pop("target")].name
-                vals = [p["report"] for p in pairs if p["report"] is not None]
-                res["matching"][source][sc][e] = {"pairs": pairs, "mean_report_agreement":
-                                                  float(np.mean(vals)) if vals else None}
+                scored = [p for p in pairs if p["report"] is not None and p["perm_q95"] is not None]
+                mean = (lambda k: float(np.mean([p[k] for p in scored])) if scored else None)
+                res["matching"][source][sc][e] = {"pairs": pairs, "n_scored": len(scored),
+                                                  "mean_report_agreement": mean("report"),
+                                                  "mean_perm_agreement": mean("perm_mean"),
+                                                  "mean_perm_q95": mean("perm_q95")}
     res["matrix"] = {}
     for sc in SCOPES:
         feats = sorted({r[sc]["trained"]["feature"] for r in res["targets"].values()

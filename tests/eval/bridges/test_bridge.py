@@ -87,6 +87,7 @@ def test_bridge_numbers_are_held_out_and_recomputable(tiny_release, bridge):
     for src in ("csr", "insight", "finding"):
         pairs = r["associations"]["matching"][src]["image"]["trained"]["pairs"]
         assert len({p["feature"] for p in pairs}) == len(pairs) > 0
+        assert all(p["perm_q95"] is None or -1 <= p["perm_q95"] <= 1 for p in pairs)
     assert all(n.startswith(("csr:", "insight:", "finding:", "label:")) for n in targets)
     assert r["radiomics"]["skipped"].startswith("no radiomics run")
 
