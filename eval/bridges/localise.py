@@ -2,7 +2,8 @@
 
 Per finding, over the report-split studies that have it and its mask: the pointing game
 (:func:`eval.methods.localisation.pointing_hit`) and the mask share (share of the map's
-positive mass on the patches the mask touches; chance = the mask's share of the grid) of each
+positive mass on the patches the mask touches; chance = the mask's share of the grid) and the
+IoU at matched area (the map's top-k patches, k = the mask's patch count) of each
 map source side by side on the *same* studies. A study a source lacks (no map, the method has
 no such concept, a silent SAE feature for the mask share) is skipped and counted per source.
 
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from eval.methods.localisation import pointing_hit
+from eval.methods.localisation import iou, pointing_hit
 from eval.methods.masks import PatchMasks
 from eval.bridges.associate import spearman_columns
 
@@ -32,6 +33,17 @@ def mask_share(heat: np.ndarray, target: np.ndarray) -> float | None:
     return None if total <= 0 else float((h * target).sum() / total)
 
 
+def iou_matched(heat: np.ndarray, target: np.ndarray) -> float | None:
+    """IoU with the mask of the map's top-k patches, k = the mask's patch count (every source
+    predicts the same area, so no threshold favours one); None for a silent map."""
+    h, t = np.ravel(np.asarray(heat, np.float64)), np.ravel(np.asarray(target, bool))
+    if h.max() <= 0 and np.ptp(h) == 0:
+        return None
+    pred = np.zeros_like(t)
+    pred[np.argsort(-h, kind="stable")[:int(t.sum())]] = True
+    return iou(pred, t)
+
+
 def localise(masks: PatchMasks, positives: np.ndarray, sources: dict[str, MapFn]) -> dict:
     """Per finding and source: pointing game and mask share over the positive report studies
     with a mask, with counted skips; plus the chance levels."""
@@ -44,7 +56,7 @@ def localise(masks: PatchMasks, positives: np.ndarray, sources: dict[str, MapFn]
                "chance_mask_share": float(np.mean([target[i, j].mean() for i in known])) if known else None,
                "sources": {}}
         for name, fn in sources.items():
-            hits, shares, skipped = [], [], Counter()
+            hits, shares, ious, skipped = [], [], [], Counter()
             for i in known:
                 m = fn(masks.study_ids[i], f)
                 if isinstance(m, str):
@@ -56,9 +68,11 @@ def localise(masks: PatchMasks, positives: np.ndarray, sources: dict[str, MapFn]
                     skipped["silent map (mask share)"] += 1
                 else:
                     shares.append(s)
+                    ious.append(iou_matched(m, target[i, j]))
             res["sources"][name] = {
                 "n_scored": len(hits), "pointing_game": float(np.mean(hits)) if hits else None,
                 "n_share": len(shares), "mask_share": float(np.mean(shares)) if shares else None,
+                "iou_matched": float(np.mean([v for v in ious if v is not None])) if shares else None,
                 "skipped": dict(skipped)}
         out[f] = res
     return out
@@ -82,4 +96,4 @@ def map_correlation(study_ids: Sequence[str], a: MapFn, b: MapFn, concept: str) 
             "skipped": dict(skipped)}
 
 
-__all__ = ["MapFn", "localise", "map_correlation", "mask_share"]
+__all__ = ["MapFn", "iou_matched", "localise", "map_correlation", "mask_share"]

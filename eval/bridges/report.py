@@ -180,15 +180,17 @@ def summary_markdown(result: dict) -> str:
     loc = result["localisation"]["findings"]
     srcs = sorted({s for v in loc.values() for s in v["sources"]})
     lines += ["", "| finding | studies with mask | " + " | ".join(f"pointing {s}" for s in srcs)
-              + " | " + " | ".join(f"mask share {s}" for s in srcs) + " | chance share |",
-              "|---" * (2 + 2 * len(srcs) + 1) + "|"]
+              + " | " + " | ".join(f"mask share {s}" for s in srcs) + " | chance share | "
+              + " | ".join(f"IoU {s}" for s in srcs) + " |",
+              "|---" * (2 + 3 * len(srcs) + 1) + "|"]
     for f, v in loc.items():
         if not v["n_with_mask"]:
             continue
         lines.append(f"| {f} | {v['n_with_mask']} | "
                      + " | ".join(_fmt(v["sources"][s]["pointing_game"], 2) for s in srcs) + " | "
                      + " | ".join(_fmt(v["sources"][s]["mask_share"], 2) for s in srcs)
-                     + f" | {_fmt(v['chance_mask_share'], 2)} |")
+                     + f" | {_fmt(v['chance_mask_share'], 2)} | "
+                     + " | ".join(_fmt(v["sources"][s].get("iou_matched"), 2) for s in srcs) + " |")
     agree = result["localisation"].get("map_agreement", {})
     if agree:
         lines += ["", "| CSR concept | map Spearman, matched SAE feature (studies) | random SAE (studies) |",

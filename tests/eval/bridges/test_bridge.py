@@ -101,6 +101,7 @@ def test_bridge_maps_localisation_and_html(bridge):
             assert s["n_scored"] + sum(s["skipped"].values()) - s["skipped"].get("silent map (mask share)", 0) \
                 == v["n_with_mask"], (f, name)
             assert s["pointing_game"] is None or 0 <= s["pointing_game"] <= 1
+            assert s["iou_matched"] is None or 0 <= s["iou_matched"] <= 1
     assert {"sae", "random_sae", "csr", "insight"} <= {s for v in loc["findings"].values() for s in v["sources"]}
     for c, d in loc["map_agreement"].items():
         assert set(d) == {"trained", "random"}
@@ -173,3 +174,16 @@ def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, tmp_p
                   for v in r["localisation"]["findings"].values())
     scored_or_skipped = sum(v["n_with_mask"] for v in r["localisation"]["findings"].values())
     assert 0 < skipped <= scored_or_skipped
+
+
+def test_iou_at_matched_area_and_mask_share():
+    from eval.bridges.localise import iou_matched, mask_share
+
+    target = np.zeros((4, 4), bool)
+    target[1, 1:3] = True  # 2 patches
+    heat = np.zeros((4, 4))
+    heat[1, 1], heat[1, 2], heat[3, 3] = 3.0, 2.0, 1.0
+    assert iou_matched(heat, target) == 1.0 and mask_share(heat, target) == pytest.approx(5 / 6)
+    heat[1, 2] = 0.5  # the second-highest patch now misses the mask
+    assert iou_matched(heat, target) == pytest.approx(1 / 3)
+    assert iou_matched(np.zeros((4, 4)), target) is None and mask_share(np.zeros((4, 4)), target) is None
