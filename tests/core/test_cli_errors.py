@@ -36,6 +36,7 @@ def _bad_args(tmp):
         "eval": (["--sae", missing, "--acts", missing, "--out", str(tmp / "ev")], "does not exist"),
         "publish": (["--sae", missing, "--repo-id", "no-org", "--dry-run", str(tmp / "d")], "ORG/NAME"),
         "method": (["unicorn", "--data", missing, "--out", str(tmp / "m")], "unicorn"),
+        "bridge": (["--sae", missing, "--acts", missing, "--out", str(tmp / "b")], "does not exist"),
     }
 
 

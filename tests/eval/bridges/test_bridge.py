@@ -1,0 +1,189 @@
+"""The bridge end to end on a tiny real release: phantoms captured with the tiny model, an SAE
+trained on the store (``tiny_release``), CSR and INSIGHT fitted on the same phantoms."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from eval.bridges import BridgeConfig, run_bridge
+from eval.bridges.associate import report_split, spearman_columns
+from eval.methods import MethodRunConfig, run_method
+from eval.methods.io import load_safetensors, save_safetensors_atomic
+from radinterp.errors import InputError
+from radinterp.metrics import auroc_columns
+
+SPLIT = (0.4, 0.2, 0.4)
+CSR = dict(d_feature=16, d_proj=8, n_prototypes=2, epochs_concept=15, epochs_proto=10, lr=1e-2,
+           epochs_task=20, batch_size=32, min_positives=2, task="findings")
+
+
+@pytest.fixture(scope="module")
+def methods(tiny_release, tiny_adapter, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bridge_methods")
+    common = dict(data=str(tiny_release.phantoms), model="tiny", model_options={"image_size": 112},
+                  progress=False, split=SPLIT)
+    run_method(MethodRunConfig(method="csr", out=str(root / "csr"), options=CSR, **common),
+               adapter=tiny_adapter)
+    run_method(MethodRunConfig(method="insight", out=str(root / "insight"), options={
+        "epochs": 10, "eval_every": 5, "min_positives": 2, "hidden": 8}, **common), adapter=tiny_adapter)
+    return root
+
+
+def _cfg(tiny_release, out, methods, **kw) -> BridgeConfig:
+    opts = {"n_permutations": 20, "report_fraction": 0.6, "progress": False, "n_examples": 2, **kw}
+    return BridgeConfig(sae=str(tiny_release.sae), acts=str(tiny_release.acts), out=str(out),
+                        methods=[str(m) for m in methods], **opts)
+
+
+@pytest.fixture(scope="module")
+def bridge(tiny_release, methods, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bridge") / "out"
+    return out, run_bridge(_cfg(tiny_release, out, [methods / "csr", methods / "insight"]))
+
+
+def test_bridge_numbers_are_held_out_and_recomputable(tiny_release, bridge):
+    from radinterp.sae import load_sae
+    from radinterp.store import open_store
+
+    out, r = bridge
+    sp = r["split"]
+    assert sp["n_select"] + sp["n_report"] == sp["n_store_studies"] == 24
+    assert r["methods"]["csr"]["n_not_in_store"] == 0 and r["methods"]["csr"]["n_report_missing"] == 0
+    assert r["l0"]["random"] == pytest.approx(r["l0"]["trained"], rel=0.05)
+    # the image summaries are each feature's max over the study's frontal patch tokens
+    t, meta = load_safetensors(out / "parts" / "summaries.safetensors")
+    store, sae = open_store(tiny_release.acts), load_sae(tiny_release.sae)
+    sid = meta["study_ids"][3]
+    m = store.study_rows(sid, token_kinds=["image"])
+    x = store.study_acts(r["site"], sid, token_kinds=["image"])[torch.from_numpy(m["image_slot"] == 0)]
+    torch.testing.assert_close(t["trained.image"][3], sae.encode(x).max(0).values, rtol=1e-4, atol=1e-5)
+    # a reported AUROC is the chosen feature's AUROC on the report studies, recomputed here
+    targets = r["associations"]["targets"]
+    scored = [n for n, v in targets.items() if n.startswith("finding:") and v["image"]["trained"].get("auroc") is not None]
+    assert scored, targets.keys()
+    from radinterp.data.sources import open_studies
+    from eval.methods.masks import study_findings
+    from eval.methods.splits import make_split
+
+    test_ids = set(make_split(meta["study_ids"], SPLIT, 0).test)
+    rows = {s: i for i, s in enumerate(meta["study_ids"])}
+    studies = {s.study_id: s for s in open_studies(tiny_release.phantoms)}
+    rep = sorted(report_split(sorted(test_ids), 0.6, 0)[1])
+    assert rep == r["split"]["report_ids"] and set(rep) < test_ids  # reported: methods' test studies
+    for name in scored:
+        v = targets[name]["image"]["trained"]
+        assert v["n_report"] == len(rep) == sp["n_report"] and v["n_select"] == 24 - len(rep)
+        y = np.array([name.split(":", 1)[1] in study_findings(studies[s]) for s in rep])
+        x = t["trained.image"].numpy()[[rows[s] for s in rep]][:, [v["feature"]]]
+        assert v["auroc"] == pytest.approx(auroc_columns(x, y)[0])
+        assert {"perm_mean", "perm_q95", "p_perm", "q_perm"} <= set(v)
+        assert "random" in targets[name]["image"] and "trained" in targets[name]["report"]
+    # every CSR concept is a continuous target; the matching is one-to-one
+    for src in ("csr", "insight", "finding"):
+        pairs = r["associations"]["matching"][src]["image"]["trained"]["pairs"]
+        assert len({p["feature"] for p in pairs}) == len(pairs) > 0
+        assert all(p["perm_q95"] is None or -1 <= p["perm_q95"] <= 1 for p in pairs)
+    assert all(n.startswith(("csr:", "insight:", "finding:", "label:")) for n in targets)
+    assert r["radiomics"]["skipped"].startswith("no radiomics run")
+
+
+def test_bridge_maps_localisation_and_html(bridge):
+    out, r = bridge
+    loc = r["localisation"]
+    assert loc["n_report_studies"] == r["split"]["n_report"]
+    for f, v in loc["findings"].items():
+        for name, s in v["sources"].items():
+            assert s["n_scored"] + sum(s["skipped"].values()) - s["skipped"].get("silent map (mask share)", 0) \
+                == v["n_with_mask"], (f, name)
+            assert s["pointing_game"] is None or 0 <= s["pointing_game"] <= 1
+            assert s["iou_matched"] is None or 0 <= s["iou_matched"] <= 1
+    assert {"sae", "random_sae", "csr", "insight"} <= {s for v in loc["findings"].values() for s in v["sources"]}
+    for c, d in loc["map_agreement"].items():
+        assert set(d) == {"trained", "random"}
+        for e in d.values():
+            assert e["n"] + sum(e["skipped"].values()) == r["split"]["n_report"]
+            assert e["spearman"] is None or -1 <= e["spearman"] <= 1
+    assert loc["examples"] and any({"csr", "insight"} <= set(ex["images"]) for ex in loc["examples"])
+    for ex in loc["examples"]:
+        assert {"mask", "sae", "random_sae"} <= set(ex["images"])
+        assert all((out / "png" / f).stat().st_size > 0 for f in ex["images"].values())
+    html = (out / "bridge.html").read_text()
+    offline = "plotly" in html.lower() and 'src="https://' not in html  # plotly.js inline
+    assert offline and "data:image/png;base64" in html
+    # a rerun is a no-op; a different config in the same folder is refused
+    stamp = (out / "bridge.json").stat().st_mtime_ns
+    again = run_bridge(BridgeConfig(**json.loads((out / "cfg.json").read_text())))
+    assert again == r and (out / "bridge.json").stat().st_mtime_ns == stamp
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_bridge(BridgeConfig(**{**json.loads((out / "cfg.json").read_text()), "seed": 1}))
+
+
+def test_spearman_columns_matches_scipy():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+    x[:, 2] = 1.0
+    got = spearman_columns(x, y)
+    assert got[0] == pytest.approx(spearmanr(x[:, 0], y).statistic) and np.isnan(got[2])
+
+
+def _rewrite_maps(src, dst, keep: int | None, rename: bool):
+    shutil.copytree(src, dst)
+    files = sorted((dst / "maps").glob("*.safetensors"))
+    for i, f in enumerate(files):
+        if keep is not None and i >= keep and not rename:
+            f.unlink()
+        elif rename and (keep is None or i >= keep):
+            t, meta = load_safetensors(f)
+            save_safetensors_atomic(f, t, {**meta, "study_id": "elsewhere-" + meta["study_id"]})
+    return dst
+
+
+def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, tmp_path):
+    with pytest.raises(InputError, match="not lm.blocks.0.resid_post|store holds sites"):
+        run_bridge(_cfg(tiny_release, tmp_path / "a", [], site="lm.blocks.0.resid_post"))
+    sae = tmp_path / "sae"
+    shutil.copytree(tiny_release.sae, sae)
+    cfg = json.loads((sae / "cfg.json").read_text())
+    cfg["metadata"]["model_name"] = cfg["metadata"]["radinterp"]["model"] = "demo"
+    (sae / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="same model"):
+        run_bridge(BridgeConfig(sae=str(sae), acts=str(tiny_release.acts), out=str(tmp_path / "b"),
+                                progress=False))
+    other = _rewrite_maps(methods / "csr", tmp_path / "other", None, rename=True)
+    with pytest.raises(InputError, match="other studies"):
+        run_bridge(_cfg(tiny_release, tmp_path / "c", [other]))
+    # partly other studies, and a study missing from INSIGHT: counted, not fatal
+    part = _rewrite_maps(methods / "csr", tmp_path / "part", 7, rename=True)
+    fewer = _rewrite_maps(methods / "insight", tmp_path / "fewer", 3, rename=False)
+    r = run_bridge(_cfg(tiny_release, tmp_path / "d", [part, fewer], n_examples=0))
+    n_maps = len(list((methods / "csr" / "maps").glob("*.safetensors")))
+    assert r["methods"]["csr"]["n_not_in_store"] == n_maps - 7
+    assert r["methods"]["insight"]["n_studies_with_maps"] == 3
+    kept = {load_safetensors(f)[1]["study_id"] for f in (fewer / "maps").glob("*.safetensors")}
+    want = [sid for sid in r["split"]["report_ids"] if sid not in kept]
+    assert r["methods"]["insight"]["n_report_missing"] == len(want) > 0
+    # the studies INSIGHT lacks are skipped and counted in its localisation, never scored
+    skipped = sum(v["sources"]["insight"]["skipped"].get("no insight map for the study", 0)
+                  for v in r["localisation"]["findings"].values())
+    scored_or_skipped = sum(v["n_with_mask"] for v in r["localisation"]["findings"].values())
+    assert 0 < skipped <= scored_or_skipped
+
+
+def test_iou_at_matched_area_and_mask_share():
+    from eval.bridges.localise import iou_matched, mask_share
+
+    target = np.zeros((4, 4), bool)
+    target[1, 1:3] = True  # 2 patches
+    heat = np.zeros((4, 4))
+    heat[1, 1], heat[1, 2], heat[3, 3] = 3.0, 2.0, 1.0
+    assert iou_matched(heat, target) == 1.0 and mask_share(heat, target) == pytest.approx(5 / 6)
+    heat[1, 2] = 0.5  # the second-highest patch now misses the mask
+    assert iou_matched(heat, target) == pytest.approx(1 / 3)
+    assert iou_matched(np.zeros((4, 4)), target) is None and mask_share(np.zeros((4, 4)), target) is None
