@@ -190,6 +190,7 @@ def add_edit(direction: Direction, stats: SiteStats, coef: float, where: str) ->
     """``h + coef * norm(group) * unit(group)`` at the ``where`` positions."""
     delta_table = direction.table() * stats.table()[:, None] * float(coef)  # (G, d)
     name = f"{direction.name} x {coef:g}"
+    _finite(delta_table, direction.site, name)  # refuse before anything is generated
 
     def fn(h: torch.Tensor, ctx: EditContext) -> torch.Tensor:  # h: (B, T, d)
         gidx = group_index(ctx, h.shape[0], h.shape[1]).to(h.device)  # (B, T)
@@ -205,6 +206,7 @@ def clamp_edit(sae, feature: int, value: float, where: str) -> EditFn:
     w_enc, b_enc = sae.W_enc[:, feature].detach(), sae.b_enc[feature].detach()  # (d,), ()
     thr, w_dec = sae.threshold[feature].detach(), sae.W_dec[feature].detach()  # (), (d,)
     b_dec = sae.b_dec.detach() if sae.cfg.apply_b_dec_to_input else torch.zeros_like(sae.b_dec)
+    _finite(value * w_dec.float(), str(getattr(sae.cfg, "site", "")), f"clamp feature {feature} to {value:g}")
 
     def fn(h: torch.Tensor, ctx: EditContext) -> torch.Tensor:  # h: (B, T, d)
         x = h.to(w_enc.dtype)
