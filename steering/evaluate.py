@@ -97,6 +97,7 @@ class SteerConfig(BaseConfig):
             raise InputError(f"unknown finding {unknown[0]!r}", f"use one of: {', '.join(ALL_LABELS)}")
         if not all(math.isfinite(c) for c in self.coefs) or not self.coefs:
             raise InputError(f"coefficients {self.coefs} are not all finite", "pass finite --coef values, e.g. 0.5,1,2")
+        self.selection = [s for s in self.selection if s]
         if [s for s in self.selection if s not in ("auroc", "effect")]:
             raise InputError(f"unknown selection {self.selection}", "use auroc, effect or auroc,effect")
         if self.n < 2 or self.batch_size < 1 or self.max_new_tokens < 1 or self.n_random < 0:

@@ -31,7 +31,7 @@ import torch
 
 from radinterp.config import BaseConfig
 from radinterp.data.study import Study
-from radinterp.edits import SELECTORS, EditContext, EditFn, only
+from radinterp.edits import SELECTORS, EditContext, EditFn, Where, only
 from radinterp.errors import InputError
 from radinterp.labels import ALL_LABELS
 from radinterp.registry import Registry
@@ -118,7 +118,7 @@ class Resources:
             if store is not None:
                 stats = SiteStats.from_store(store, site, set(adapter.tokenizer.all_special_ids))
             elif studies:
-                stats = SiteStats.measure(adapter, studies[:8], site)
+                stats = SiteStats.measure(adapter, studies[:4], site)
             else:
                 raise InputError("no residual scale for the coefficients",
                                  "pass store= (an activation store at the site) or studies= to measure it")
@@ -186,7 +186,7 @@ def _finite(new: torch.Tensor, site: str, what: str) -> torch.Tensor:
     return new
 
 
-def add_edit(direction: Direction, stats: SiteStats, coef: float, where: str) -> EditFn:
+def add_edit(direction: Direction, stats: SiteStats, coef: float, where: Where) -> EditFn:
     """``h + coef * norm(group) * unit(group)`` at the ``where`` positions."""
     delta_table = direction.table() * stats.table()[:, None] * float(coef)  # (G, d)
     name = f"{direction.name} x {coef:g}"
@@ -200,19 +200,25 @@ def add_edit(direction: Direction, stats: SiteStats, coef: float, where: str) ->
     return only(where, fn)
 
 
-def clamp_edit(sae, feature: int, value: float, where: str) -> EditFn:
+def feature_code(sae, feature: int, x: torch.Tensor) -> torch.Tensor:
+    """(...,) JumpReLU code of one ``feature`` for residuals ``x`` (..., d): what ``sae.encode``
+    gives in that column, computed from the one column."""
+    w_enc, b_enc = sae.W_enc[:, feature].detach(), sae.b_enc[feature].detach()  # (d,), ()
+    b_dec = sae.b_dec.detach() if sae.cfg.apply_b_dec_to_input else torch.zeros_like(sae.b_dec)
+    x = x.to(w_enc.dtype)
+    pre = (x - b_dec.to(x.device)) @ w_enc.to(x.device) + b_enc.to(x.device)  # (...,)
+    return pre.relu() * (pre > sae.threshold[feature].to(x.device)).to(pre.dtype)
+
+
+def clamp_edit(sae, feature: int, value: float, where: Where) -> EditFn:
     """Set ``feature`` to ``value`` through the SAE, keeping the error term:
     ``h + (value - z_f(h)) * W_dec[f]`` (exactly ``h`` where ``z_f(h) == value``)."""
-    w_enc, b_enc = sae.W_enc[:, feature].detach(), sae.b_enc[feature].detach()  # (d,), ()
-    thr, w_dec = sae.threshold[feature].detach(), sae.W_dec[feature].detach()  # (), (d,)
-    b_dec = sae.b_dec.detach() if sae.cfg.apply_b_dec_to_input else torch.zeros_like(sae.b_dec)
+    w_dec = sae.W_dec[feature].detach()  # (d,)
     _finite(value * w_dec.float(), str(getattr(sae.cfg, "site", "")), f"clamp feature {feature} to {value:g}")
 
     def fn(h: torch.Tensor, ctx: EditContext) -> torch.Tensor:  # h: (B, T, d)
-        x = h.to(w_enc.dtype)
-        pre = (x - b_dec.to(x.device)) @ w_enc.to(x.device) + b_enc.to(x.device)  # (B, T)
-        z = pre.relu() * (pre > thr.to(x.device)).to(pre.dtype)  # the feature's JumpReLU code
-        shift = (value - z)[..., None] * w_dec.to(x.device)  # (B, T, d): decode(z') - decode(z)
+        z = feature_code(sae, feature, h)  # (B, T)
+        shift = (value - z)[..., None] * w_dec.to(h.device)  # (B, T, d): decode(z') - decode(z)
         return _finite(h + shift.to(h.dtype), ctx.site, f"clamp feature {feature} to {value:g}")
 
     return only(where, fn)
