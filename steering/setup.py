@@ -17,6 +17,9 @@ from steering.selection import measure_effects, pick, rank_by_auroc, study_max_c
 
 log = logging.getLogger(__name__)
 
+EFFECT_CANDIDATES, EFFECT_STUDIES = 5, 6
+"""Effect selection: the top latents by AUROC it measures, on this many selection studies."""
+
 
 def default_labels() -> list[str]:
     """Labels scored for collateral: every phantom finding's label."""
@@ -90,7 +93,7 @@ def prepare(cfg, adapter=None) -> Env:
     res = Resources.create(adapter, sae=sae, site=site, store=store, studies=held, labels=table)
     env = Env(res, splits, labels)
     sae_methods = [m for m in cfg.methods if m in ("add", "clamp", "ablate")]
-    if sae_methods and cfg.findings:
+    if sae_methods and cfg.findings and cfg.selection:
         _select_features(env, cfg)
     return env
 
@@ -102,10 +105,11 @@ def _select_features(env: Env, cfg) -> None:
                          "pass --acts STORE (or --feature F)")
     codes = study_max_codes(res.store, res.sae, res.site, res.labels.study_ids)
     for finding in cfg.findings:
-        cands = rank_by_auroc(res.store, res.sae, res.site, res.labels, finding, seed=cfg.seed, codes=codes)
+        cands = rank_by_auroc(res.store, res.sae, res.site, res.labels, finding, seed=cfg.seed, codes=codes,
+                              top=EFFECT_CANDIDATES)
         if "effect" in cfg.selection:
             without = [s for s in env.splits["select"] if not _has(s, finding)] or env.splits["select"]
-            measure_effects(res.adapter, res.sae, res.site, res.stats, without[:8], finding, cands,
+            measure_effects(res.adapter, res.sae, res.site, res.stats, without[:EFFECT_STUDIES], finding, cands,
                             where=cfg.where, batch_size=cfg.batch_size)
         env.features_for[finding] = {how: pick(cands, how).feature for how in cfg.selection}
         env.selection_info[finding] = {"picked": env.features_for[finding],
