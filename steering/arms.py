@@ -1,0 +1,122 @@
+"""The arms of a steering run: each method x coefficient per target, the controls (random
+directions of equal norm, the reversed direction) and the unsteered baseline, with the studies
+each is generated on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from radinterp.labels import is_positive
+from steering.directions import random_direction
+from steering.methods import Steering, SteerSpec, build, direction_steering
+
+DIRECTION_METHODS = ("add", "diffmean", "diffmean_matched")
+"""Methods that add a direction (they get random and reversed controls)."""
+
+
+@dataclass
+class Arm:
+    """One way of generating: a steering (None: the baseline) on a population of studies."""
+
+    key: str
+    method: str
+    steering: Steering | None
+    target: str | None = None
+    coef: float | None = None
+    feature: int | None = None
+    selection: str | None = None
+    where: str | None = None
+    population: str = "all"
+    """``without`` the target, ``with`` it (ablate), or ``all`` (baseline, random controls)."""
+    control_of: str | None = None
+    """For a reversed arm: the key of the arm it reverses."""
+
+    @property
+    def direction_name(self) -> str | None:
+        d = self.steering.direction if self.steering else None
+        return d.name if d else None
+
+
+@dataclass
+class Plan:
+    arms: list[Arm] = field(default_factory=list)
+    studies_of: dict[str, list] = field(default_factory=dict)
+
+    def add(self, arm: Arm, studies: list) -> None:
+        if arm.key not in self.studies_of:
+            self.arms.append(arm)
+            self.studies_of[arm.key] = studies
+
+    def rows(self, split: str, done: dict, labels: list[str]) -> list[dict]:
+        from steering.evaluate import arm_row
+
+        out = []
+        reversed_of = {a.control_of: a.key for a in self.arms if a.control_of}
+        for a in self.arms:
+            if a.method in ("baseline", "random", "reversed"):
+                continue
+            rand = [r.key for r in self.arms if r.method == "random" and r.coef == a.coef] \
+                if a.method in DIRECTION_METHODS else []
+            ids = [s.study_id for s in self.studies_of[a.key]]
+            out.append(arm_row(a, split, ids, done, "baseline", rand, reversed_of.get(a.key), labels))
+        return out
+
+
+def _population(studies: list, target: str | None, how: str) -> list:
+    if target is None or how == "all":
+        return studies
+    want = how == "with"
+    return [s for s in studies if is_positive(s.labels, target) == want]
+
+
+def plan_arms(env, cfg, *, split: str, coefs: dict | None) -> Plan:
+    """Arms of ``split``: every coefficient of ``cfg.coefs`` (``coefs`` None) or the chosen one
+    per target x method (``coefs``: group key -> coefficient), with reversed arms on the test
+    split."""
+    from steering.evaluate import group_key
+
+    res, studies = env.res, env.splits[split]
+    plan = Plan()
+    plan.add(Arm("baseline", "baseline", None), studies)
+    targets: list[tuple[str | None, str, int | None, str | None]] = []  # (target, method, feature, selection)
+    for method in cfg.methods:
+        if method in ("add", "clamp", "ablate"):
+            for f in cfg.features:
+                for t in cfg.findings or [None]:
+                    targets.append((t, method, f, None))
+            for t in cfg.findings:
+                for how, f in env.features_for.get(t, {}).items():
+                    targets.append((t, method, f, how))
+        else:
+            targets += [(t, method, None, None) for t in cfg.findings]
+    used_coefs: set[float] = set()
+    for t, method, f, how in targets:
+        key = group_key({"target": t, "method": method, "selection": how, "feature": f})
+        if method in ("ablate", "prompt"):
+            sweep = [None]
+        elif coefs is None:
+            sweep = list(cfg.coefs)
+        else:
+            if key not in coefs:
+                continue
+            sweep = [coefs[key]]
+        pop = "with" if method == "ablate" else "without"
+        for c in sweep:
+            spec = SteerSpec(method=method, coef=1.0 if c is None else c, where=cfg.where, feature=f, finding=t)
+            arm_key = f"{method}|{t}|{f}|{c}|{cfg.where}"
+            arm = Arm(arm_key, method, build(res, spec), t, c, f, how, cfg.where, pop)
+            plan.add(arm, _population(studies, t, pop))
+            if method in DIRECTION_METHODS:
+                used_coefs.add(c)
+                if coefs is not None:  # the reversed direction, on the test split
+                    rev = Arm(f"reversed|{arm_key}", "reversed",
+                              direction_steering(res, arm.steering.direction.reversed(), c, cfg.where),
+                              t, c, f, how, cfg.where, pop, control_of=arm_key)
+                    plan.add(rev, _population(studies, t, pop))
+    d_model = res.adapter.site_dim(res.site)
+    for c in sorted(used_coefs):
+        for i in range(cfg.n_random):
+            d = random_direction(d_model, res.site, seed=cfg.seed * 1000 + i)
+            plan.add(Arm(f"random|{i}|{c}|{cfg.where}", "random", direction_steering(res, d, c, cfg.where),
+                         coef=c, where=cfg.where), studies)
+    return plan

@@ -1,0 +1,69 @@
+"""``radinterp steer``: registered through the ``radinterp.commands`` entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from radinterp.cli import add_command
+from radinterp.errors import InputError
+
+
+def _list(value: str | None, cast=str) -> list:
+    if not value:
+        return []
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"cannot read {value!r} as a comma-separated list of {cast.__name__}",
+                         "pass e.g. --coef 0.5,1,2 or --feature 12,40") from None
+
+
+def steer_command(
+    data: Path = typer.Option(..., "--data", help="Held-out studies with reference labels (e.g. a phantom folder)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (steering.json, generations.jsonl, steering.html)."),
+    model: str = typer.Option("demo", "--model", help="Adapter name or model folder."),
+    sae: Path = typer.Option(None, "--sae", help="SAE folder (methods add, clamp, ablate)."),
+    acts: Path = typer.Option(None, "--acts", help="Activation store at the site (scale, diffmean, feature choice)."),
+    feature: str = typer.Option(None, "--feature", help="SAE latent(s), comma-separated."),
+    finding: list[str] = typer.Option([], "--finding", help="Label to steer toward; repeat for several."),
+    method: str = typer.Option("add", "--method", help="Comma-separated: add, clamp, ablate, diffmean, diffmean_matched, prompt."),
+    coef: str = typer.Option("0.5,1,2", "--coef", help="Coefficient sweep, comma-separated."),
+    where: str = typer.Option("image", "--where", help="Positions edited: all, image, prompt, generated."),
+    layers: str = typer.Option(None, "--layers", help="Site layer (default: the SAE's), e.g. 15."),
+    selection: str = typer.Option("auroc,effect", "--selection", help="How --finding picks a feature: auroc, effect."),
+    n: int = typer.Option(24, "--n", help="Held-out studies (half select the coefficient, half test it)."),
+    n_random: int = typer.Option(2, "--n-random", help="Random directions of equal norm per coefficient."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Generation length."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Rows per generate call."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and the random directions."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+) -> None:
+    """Steer generated reports with SAE features (and diffmean / prompt baselines) and measure it."""
+    from steering.evaluate import SteerConfig, run_steering
+    from steering.report import markdown_table
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    site = None
+    if layers:
+        ls = _list(layers, int)
+        if len(ls) != 1:
+            raise InputError(f"--layers {layers!r} names {len(ls)} layers", "pass one layer per run, e.g. --layers 15")
+        site = f"lm.blocks.{ls[0]}.resid_post"
+    cfg = SteerConfig(data=str(data), out=str(out), model=model, sae=str(sae) if sae else None,
+                      acts=str(acts) if acts else None, site=site, features=_list(feature, int),
+                      findings=list(finding), methods=_list(method), coefs=_list(coef, float), where=where,
+                      selection=_list(selection), n=n, n_random=n_random, max_new_tokens=max_new_tokens,
+                      batch_size=batch_size, seed=seed, progress=progress)
+    result = run_steering(cfg)
+    typer.echo(markdown_table(result, "test"))
+    typer.echo(f"wrote {Path(out) / 'steering.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    add_command(app, "steer", steer_command)

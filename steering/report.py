@@ -1,0 +1,87 @@
+"""Tables and the plot of a steering run: target rate vs coefficient per method, with the
+random controls and the unsteered baseline (plotly, script embedded: opens offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _f(x, nd: int = 2) -> str:
+    return "-" if x is None or x != x else f"{x:.{nd}f}"
+
+
+def _method(r: dict) -> str:
+    m = r["method"]
+    if r.get("selection"):
+        m += f"[{r['selection']}]"
+    if r.get("feature") is not None:
+        m += f" f{r['feature']}"
+    return m
+
+
+def markdown_table(result: dict, split: str = "test") -> str:
+    """Rows of one split: rates beside their controls, collateral and fluency."""
+    cols = ["target", "method", "coef", "n", "target", "baseline", "random", "reversed", "rise over random",
+            "collateral flips", "top collateral rise", "perplexity", "parseable", "length limit"]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in result["rows"]:
+        if r["split"] != split:
+            continue
+        ctrl = r["random_control_rate"] if r["random_control_rate"] is not None else r["baseline_rate"]
+        rise = None if r["target_rate"] is None or ctrl is None else \
+            (r["target_rate"] - r["baseline_rate"]) - (ctrl - r["baseline_rate"])
+        coll = sorted(r["collateral_rise"].items(), key=lambda kv: -abs(kv[1]))[:2]
+        out.append("| " + " | ".join([
+            str(r["target"]), _method(r), _f(r["coef"]), str(r["n"]), _f(r["target_rate"]),
+            _f(r["baseline_rate"]), _f(r["random_control_rate"]), _f(r["reversed_rate"]), _f(rise),
+            _f(r["collateral_flip_rate"], 3), ", ".join(f"{k} {v:+.2f}" for k, v in coll) or "-",
+            _f(r["perplexity"]), _f(r["parseable_rate"]), _f(r["length_limit_rate"])]) + " |")
+    return "\n".join(out)
+
+
+def write_html(result: dict, path: str | Path) -> Path:
+    """One panel per target: target rate vs coefficient per method (selection split, lines),
+    the random controls (dashed), the baseline (dotted) and the test split's chosen points."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = result["rows"]
+    targets = sorted({r["target"] for r in rows if r["target"]}) or ["(none)"]
+    fig = make_subplots(rows=1, cols=len(targets), subplot_titles=targets, shared_yaxes=True)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+    names: dict[str, str] = {}
+    for c, t in enumerate(targets, 1):
+        sel = [r for r in rows if r["target"] == t]
+        for split, dash, size in (("select", "solid", 6), ("test", None, 12)):
+            groups: dict[str, list[dict]] = {}
+            for r in sel:
+                if r["split"] == split and r["coef"] is not None:
+                    groups.setdefault(_method(r), []).append(r)
+            for m, rs in groups.items():
+                color = names.setdefault(m.split(" ")[0], colors[len(names) % len(colors)])
+                rs = sorted(rs, key=lambda r: r["coef"])
+                fig.add_trace(go.Scatter(
+                    x=[r["coef"] for r in rs], y=[r["target_rate"] for r in rs],
+                    mode="lines+markers" if dash else "markers", name=f"{m} ({split})",
+                    line={"color": color, "dash": dash or "solid"}, marker={"size": size, "color": color},
+                    legendgroup=m, showlegend=c == 1), row=1, col=c)
+                if split == "select":
+                    ctrl = [(r["coef"], r["random_control_rate"]) for r in rs if r["random_control_rate"] is not None]
+                    if ctrl:
+                        fig.add_trace(go.Scatter(
+                            x=[x for x, _ in ctrl], y=[y for _, y in ctrl], mode="lines+markers",
+                            name="random direction, same norm", line={"color": "grey", "dash": "dash"},
+                            legendgroup="random", showlegend=c == 1 and m == next(iter(groups))),
+                            row=1, col=c)
+        base = next((r["baseline_rate"] for r in sel if r["baseline_rate"] is not None), None)
+        if base is not None:
+            fig.add_hline(y=base, line_dash="dot", line_color="black", row=1, col=c,
+                          annotation_text="unsteered" if c == 1 else None)
+    fig.update_yaxes(title_text="share of reports stating the target", range=[-0.02, 1.02], row=1, col=1)
+    fig.update_xaxes(title_text="coefficient (x typical residual norm)")
+    fig.update_layout(title="Steering: target mention rate vs coefficient (lines: selection split; "
+                            "large markers: test split at the chosen coefficient)",
+                      height=480, width=max(520, 420 * len(targets)))
+    path = Path(path)
+    fig.write_html(path, include_plotlyjs=True)  # embedded: opens offline, no network request
+    return path
