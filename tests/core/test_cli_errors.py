@@ -36,6 +36,8 @@ def _bad_args(tmp):
         "eval": (["--sae", missing, "--acts", missing, "--out", str(tmp / "ev")], "does not exist"),
         "publish": (["--sae", missing, "--repo-id", "no-org", "--dry-run", str(tmp / "d")], "ORG/NAME"),
         "method": (["unicorn", "--data", missing, "--out", str(tmp / "m")], "unicorn"),
+        "steer": (["--model", "demo", "--sae", missing, "--data", missing, "--out", str(tmp / "st"),
+                   "--feature", "3"], "does not exist"),
         "bridge": (["--sae", missing, "--acts", missing, "--out", str(tmp / "b")], "does not exist"),
     }
 
