@@ -8,13 +8,13 @@ from pathlib import Path
 
 import typer
 
-from radinterp.cli import add_command
+from radinterp.cli import add_command, comma_list
 
 log = logging.getLogger(__name__)
 
 
 def _names(text: str | None) -> list[str] | None:
-    return None if text is None else [t for t in text.replace(" ", "").split(",") if t]
+    return None if text is None else comma_list(text.replace(" ", ""))
 
 
 def autointerp_command(

@@ -60,6 +60,12 @@ def with_errors(fn: Callable, name: str) -> Callable:
     return wrapped
 
 
+def comma_list(text: str | None, cast: Callable[[str], object] = str) -> list:
+    """The items of a comma-separated option, each stripped and cast, empty ones dropped ([] for
+    None or ''); a cast's ``ValueError`` propagates for the caller to word."""
+    return [cast(v.strip()) for v in (text or "").split(",") if v.strip()]
+
+
 def add_command(target: typer.Typer, name: str, fn: Callable) -> None:
     """The one way a stage registers a subcommand: ``fn`` under ``name``, errors as one line."""
     target.command(name)(with_errors(fn, f"radinterp {name}"))

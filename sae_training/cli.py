@@ -11,16 +11,14 @@ from pathlib import Path
 
 import typer
 
-from radinterp.cli import add_command
+from radinterp.cli import add_command, comma_list
 
 log = logging.getLogger(__name__)
 
 
 def _ints(text: str | None) -> list[int]:
-    if not text:
-        return []
     try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
+        return comma_list((text or "").replace(" ", ""), int)
     except ValueError:
         raise ValueError(f"--widths must be comma-separated integers, got {text!r}") from None
 

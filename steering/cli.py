@@ -6,15 +6,13 @@ from pathlib import Path
 
 import typer
 
-from radinterp.cli import add_command
+from radinterp.cli import add_command, comma_list
 from radinterp.errors import InputError
 
 
 def _list(value: str | None, cast=str) -> list:
-    if not value:
-        return []
     try:
-        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+        return comma_list(value, cast)
     except ValueError:
         raise InputError(f"cannot read {value!r} as a comma-separated list of {cast.__name__}",
                          "pass e.g. --coef 0.5,1,2 or --feature 12,40") from None

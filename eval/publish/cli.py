@@ -6,11 +6,7 @@ from pathlib import Path
 
 import typer
 
-from radinterp.cli import add_command
-
-
-def _list(text: str | None) -> list[str]:
-    return [p for p in (text or "").split(",") if p]
+from radinterp.cli import add_command, comma_list
 
 
 def publish_command(
@@ -31,8 +27,8 @@ def publish_command(
     from eval.publish.run import PublishConfig, publish
 
     extra = {"data_note": data_note} if data_note else {}
-    cfg = PublishConfig(saes=_list(sae), repo_id=repo_id, layout=layout, evals=_list(eval_dirs),
-                        autointerp=_list(autointerp), license=license, include_labels=labels, private=not public,
+    cfg = PublishConfig(saes=comma_list(sae), repo_id=repo_id, layout=layout, evals=comma_list(eval_dirs),
+                        autointerp=comma_list(autointerp), license=license, include_labels=labels, private=not public,
                         endpoint=endpoint, **extra)
     folder = dry_run or stage or Path(f"publish-{repo_id.replace('/', '__')}")
     plan = publish(cfg, folder, dry_run=dry_run is not None)
