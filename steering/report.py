@@ -50,6 +50,7 @@ def write_html(result: dict, path: str | Path) -> Path:
     fig = make_subplots(rows=1, cols=len(targets), subplot_titles=targets, shared_yaxes=True)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
     names: dict[str, str] = {}
+    shown: set[str] = set()  # legend entries already drawn (each panel has its own features)
     for c, t in enumerate(targets, 1):
         sel = [r for r in rows if r["target"] == t]
         for split, dash, size in (("select", "solid", 6), ("test", None, 12)):
@@ -58,30 +59,34 @@ def write_html(result: dict, path: str | Path) -> Path:
                 if r["split"] == split and r["coef"] is not None:
                     groups.setdefault(_method(r), []).append(r)
             for m, rs in groups.items():
-                color = names.setdefault(m.split(" ")[0], colors[len(names) % len(colors)])
+                kind = m.split(" ")[0]  # method[selection], without the panel's feature id
+                color = names.setdefault(kind, colors[len(names) % len(colors)])
                 rs = sorted(rs, key=lambda r: r["coef"])
+                label = f"{kind} ({split})"
                 fig.add_trace(go.Scatter(
                     x=[r["coef"] for r in rs], y=[r["target_rate"] for r in rs],
-                    mode="lines+markers" if dash else "markers", name=f"{m} ({split})",
+                    mode="lines+markers" if dash else "markers", name=label, hovertext=m,
                     line={"color": color, "dash": dash or "solid"}, marker={"size": size, "color": color},
-                    legendgroup=m, showlegend=c == 1), row=1, col=c)
+                    legendgroup=kind, showlegend=label not in shown), row=1, col=c)
+                shown.add(label)
                 if split == "select":
                     ctrl = [(r["coef"], r["random_control_rate"]) for r in rs if r["random_control_rate"] is not None]
                     if ctrl:
+                        label = "random direction, same norm"
                         fig.add_trace(go.Scatter(
                             x=[x for x, _ in ctrl], y=[y for _, y in ctrl], mode="lines+markers",
-                            name="random direction, same norm", line={"color": "grey", "dash": "dash"},
-                            legendgroup="random", showlegend=c == 1 and m == next(iter(groups))),
-                            row=1, col=c)
+                            name=label, line={"color": "grey", "dash": "dash"},
+                            legendgroup="random", showlegend=label not in shown), row=1, col=c)
+                        shown.add(label)
         base = next((r["baseline_rate"] for r in sel if r["baseline_rate"] is not None), None)
         if base is not None:
             fig.add_hline(y=base, line_dash="dot", line_color="black", row=1, col=c,
-                          annotation_text="unsteered" if c == 1 else None)
+                          annotation_text="unsteered")
     fig.update_yaxes(title_text="share of reports stating the target", range=[-0.02, 1.02], row=1, col=1)
     fig.update_xaxes(title_text="coefficient (x typical residual norm)")
     fig.update_layout(title="Steering: target mention rate vs coefficient (lines: selection split; "
                             "large markers: test split at the chosen coefficient)",
-                      height=480, width=max(520, 420 * len(targets)))
+                      height=480)  # width: the browser window's
     path = Path(path)
     fig.write_html(path, include_plotlyjs=True)  # embedded: opens offline, no network request
     return path
