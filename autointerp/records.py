@@ -174,12 +174,17 @@ class LatentRecords:
         modality, else ``both``; None for a latent that never fires."""
         if not self.fire_by_kind[latent].sum():
             return None
-        share = self.modality_mix(latent)["image_tokens"]
-        return "image" if share >= pure else ("text" if share <= 1 - pure else "both")
+        return modality_class(self.modality_mix(latent)["image_tokens"], pure=pure)
 
     def activating_studies(self, latent: int) -> np.ndarray:
         """Indices (into ``study_ids``) of studies where the latent fires."""
         return torch.nonzero(self.study_max[:, latent] > 0).flatten().numpy()
+
+
+def modality_class(image_share: float, *, pure: float = 0.9) -> str:
+    """``image`` / ``text`` when at least ``pure`` of a latent's firing tokens are of that
+    modality (``image_share``: its image-token share, ``modality_mix``), else ``both``."""
+    return "image" if image_share >= pure else ("text" if image_share <= 1 - pure else "both")
 
 
 def build_records(
@@ -262,4 +267,4 @@ def _site_of(store: Store, sae: SparseAutoencoder, cfg: RecordsConfig) -> str:
                      "them; pass RecordsConfig(site=...)")
 
 
-__all__ = ["MODALITIES", "Example", "LatentRecords", "RecordsConfig", "build_records"]
+__all__ = ["MODALITIES", "Example", "LatentRecords", "RecordsConfig", "build_records", "modality_class"]

@@ -14,6 +14,13 @@ DIRECTION_METHODS = ("add", "diffmean", "diffmean_matched")
 """Methods that add a direction (they get random and reversed controls)."""
 
 
+def arm_key(method: str, target: str | None, feature: int | None, coef: float | None,
+            where: str | None) -> str:
+    """The key of a steered arm in ``generations.jsonl`` (a ``steering.json`` row's fields
+    name it: ``arm_key(r["method"], r["target"], r["feature"], r["coef"], r["where"])``)."""
+    return f"{method}|{target}|{feature}|{coef}|{where}"
+
+
 @dataclass
 class Arm:
     """One way of generating: a steering (None: the baseline) on a population of studies."""
@@ -103,15 +110,15 @@ def plan_arms(env, cfg, *, split: str, coefs: dict | None) -> Plan:
         pop = "with" if method == "ablate" else "without"
         for c in sweep:
             spec = SteerSpec(method=method, coef=1.0 if c is None else c, where=cfg.where, feature=f, finding=t)
-            arm_key = f"{method}|{t}|{f}|{c}|{cfg.where}"
-            arm = Arm(arm_key, method, build(res, spec), t, c, f, how, cfg.where, pop)
+            akey = arm_key(method, t, f, c, cfg.where)
+            arm = Arm(akey, method, build(res, spec), t, c, f, how, cfg.where, pop)
             plan.add(arm, _population(studies, t, pop))
             if method in DIRECTION_METHODS:
                 used_coefs.add(c)
                 if coefs is not None:  # the reversed direction, on the test split
-                    rev = Arm(f"reversed|{arm_key}", "reversed",
+                    rev = Arm(f"reversed|{akey}", "reversed",
                               direction_steering(res, arm.steering.direction.reversed(), c, cfg.where),
-                              t, c, f, how, cfg.where, pop, control_of=arm_key)
+                              t, c, f, how, cfg.where, pop, control_of=akey)
                     plan.add(rev, _population(studies, t, pop))
     d_model = res.adapter.site_dim(res.site)
     for c in sorted(used_coefs):

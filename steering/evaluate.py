@@ -192,6 +192,13 @@ def arm_row(arm: Arm, split: str, ids: list[str], done: dict, base_key: str, ran
     }
 
 
+def rise_over_control(row: dict) -> float | None:
+    """A row's target-rate rise over its random controls (over the unsteered rate when it has
+    none); None when a rate is missing."""
+    ctrl = row["random_control_rate"] if row["random_control_rate"] is not None else row["baseline_rate"]
+    return None if row["target_rate"] is None or ctrl is None else row["target_rate"] - ctrl
+
+
 def choose_coefs(rows: list[dict]) -> dict[str, float | None]:
     """Per (target, method, selection): the selection-split coefficient with the largest
     target-rate rise over the random controls (the smaller coefficient on ties)."""
@@ -199,8 +206,7 @@ def choose_coefs(rows: list[dict]) -> dict[str, float | None]:
     for r in rows:
         if r["split"] != "select" or r["target_rate"] is None:
             continue
-        score = r["target_rate"] - (r["random_control_rate"] if r["random_control_rate"] is not None
-                                    else r["baseline_rate"])
+        score = rise_over_control(r)
         if r["method"] == "ablate":
             score = -score
         k = group_key(r)

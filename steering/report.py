@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from steering.evaluate import rise_over_control
+
 
 def _f(x, nd: int = 2) -> str:
     return "-" if x is None or x != x else f"{x:.{nd}f}"
@@ -27,9 +29,7 @@ def markdown_table(result: dict, split: str = "test") -> str:
     for r in result["rows"]:
         if r["split"] != split:
             continue
-        ctrl = r["random_control_rate"] if r["random_control_rate"] is not None else r["baseline_rate"]
-        rise = None if r["target_rate"] is None or ctrl is None else \
-            (r["target_rate"] - r["baseline_rate"]) - (ctrl - r["baseline_rate"])
+        rise = rise_over_control(r)
         coll = sorted(r["collateral_rise"].items(), key=lambda kv: -abs(kv[1]))[:2]
         out.append("| " + " | ".join([
             str(r["target"]), _method(r), _f(r["coef"]), str(r["n"]), _f(r["target_rate"]),
@@ -39,13 +39,12 @@ def markdown_table(result: dict, split: str = "test") -> str:
     return "\n".join(out)
 
 
-def write_html(result: dict, path: str | Path) -> Path:
+def rate_figure(rows: list[dict], title: str | None = None):
     """One panel per target: target rate vs coefficient per method (selection split, lines),
     the random controls (dashed), the baseline (dotted) and the test split's chosen points."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    rows = result["rows"]
     targets = sorted({r["target"] for r in rows if r["target"]}) or ["(none)"]
     fig = make_subplots(rows=1, cols=len(targets), subplot_titles=targets, shared_yaxes=True)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
@@ -84,9 +83,14 @@ def write_html(result: dict, path: str | Path) -> Path:
                           annotation_text="unsteered")
     fig.update_yaxes(title_text="share of reports stating the target", range=[-0.02, 1.02], row=1, col=1)
     fig.update_xaxes(title_text="coefficient (x typical residual norm)")
-    fig.update_layout(title="Steering: target mention rate vs coefficient (lines: selection split; "
-                            "large markers: test split at the chosen coefficient)",
+    fig.update_layout(title=title or "Steering: target mention rate vs coefficient (lines: selection "
+                                     "split; large markers: test split at the chosen coefficient)",
                       height=480)  # width: the browser window's
+    return fig
+
+
+def write_html(result: dict, path: str | Path) -> Path:
+    """``rate_figure`` of every row, written as one page with plotly's script embedded."""
     path = Path(path)
-    fig.write_html(path, include_plotlyjs=True)  # embedded: opens offline, no network request
+    rate_figure(result["rows"]).write_html(path, include_plotlyjs=True)  # opens offline
     return path

@@ -1,5 +1,11 @@
 """Static parts of the report: its style sheet, the table's sort / filter script, plotly.
 
+The table script sorts on a click on a header of the first header row (a cell's ``data-sort``,
+else its text) and filters rows by the ``#filter`` box (row text) and by the controls of the
+filter row (elements with ``data-col`` and ``data-op``: ``text`` contains, ``min`` / ``max``
+numeric bounds, ``has`` one of the cell's ``|``-separated values; the cell's ``data-filter``,
+else ``data-sort``, else its text); ``#shown`` counts the rows left.
+
 Everything the pages load is a file in the output folder: ``plotly.min.js`` is plotly's own
 bundle (``plotly.offline.get_plotlyjs``), written once and referenced relatively, so the pages
 open from disk with no network request at all.
@@ -22,6 +28,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .base { color: #888; font-size: 0.9em; }
 .err { color: #b00; }
 #filter { width: 30em; padding: 4px; margin: 0.5em 0 1em; }
+tr.filters th { background: #fafafa; cursor: default; top: 2em; font-weight: normal; }
+tr.filters input, tr.filters select { width: 100%; min-width: 4em; box-sizing: border-box; }
+tr.filters input.half { width: 48%; min-width: 3em; }
+#shown { color: #555; margin-left: 1em; }
+.panel { border-left: 3px solid #ddd; padding-left: 1em; }
+.none { color: #888; font-style: italic; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; width: 230px; }
 .card img { width: 100%; height: auto; display: block; }
@@ -37,13 +49,36 @@ TABLE_JS = """
   const table = document.getElementById('features');
   const body = table.tBodies[0];
   const filter = document.getElementById('filter');
-  filter.addEventListener('input', function () {
+  const controls = table.tHead.querySelectorAll('[data-op]');
+  const shown = document.getElementById('shown');
+  const value = function (cell) {
+    const d = cell.dataset;
+    return d.filter !== undefined ? d.filter : d.sort !== undefined ? d.sort : cell.textContent;
+  };
+  const passes = function (row, c) {
+    const want = c.value.trim();
+    if (want === '') { return true; }
+    const got = value(row.cells[+c.dataset.col]);
+    if (c.dataset.op === 'has') { return got.split('|').includes(want); }
+    if (c.dataset.op === 'text') { return got.toLowerCase().includes(want.toLowerCase()); }
+    const x = parseFloat(got), t = parseFloat(want);
+    if (isNaN(t)) { return true; }
+    return !isNaN(x) && (c.dataset.op === 'min' ? x >= t : x <= t);
+  };
+  const apply = function () {
     const q = filter.value.toLowerCase();
+    let n = 0;
     for (const row of body.rows) {
-      row.style.display = row.textContent.toLowerCase().includes(q) ? '' : 'none';
+      const ok = row.textContent.toLowerCase().includes(q)
+        && Array.from(controls).every(function (c) { return passes(row, c); });
+      row.style.display = ok ? '' : 'none';
+      n += ok ? 1 : 0;
     }
-  });
-  table.tHead.querySelectorAll('th').forEach(function (th, col) {
+    if (shown) { shown.textContent = n + ' of ' + body.rows.length + ' shown'; }
+  };
+  filter.addEventListener('input', apply);
+  controls.forEach(function (c) { c.addEventListener('input', apply); });
+  Array.from(table.tHead.rows[0].cells).forEach(function (th, col) {
     th.addEventListener('click', function () {
       const asc = th.dataset.order !== 'asc';
       th.dataset.order = asc ? 'asc' : 'desc';
@@ -61,6 +96,7 @@ TABLE_JS = """
       rows.forEach(function (r) { body.appendChild(r); });
     });
   });
+  apply();
 })();
 """
 

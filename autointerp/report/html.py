@@ -5,10 +5,16 @@ Reads only the folder's files (``explanations.jsonl``, ``scores.jsonl``, ``summa
 
 - ``index.html``: the run's mean scores beside their random-SAE baselines, and a feature table
   (latent, explanation per explainer, modality mix, frequency, each score beside its baseline),
-  sortable by clicking a header and filtered by the text box (a few lines of inline script);
+  sortable by clicking a header, filtered by the text box and by a filter row under the
+  headers (modality, frequency range, minimum scores, explanation text; a few lines of inline
+  script);
 - ``features/<i>.html`` per latent: activation histogram (plotly), the top examples' heatmap
   overlays, their report sentences with the activating tokens marked and valued, the
   explanation(s) with the random latent's, and the scores with their baselines.
+
+Other stages extend the site through :class:`ReportExtras` (a headline, extra table columns
+with their filters, extra per-feature sections) and ``write_report(..., dest=...)``, which
+writes the site into another folder (the feature browser, ``eval.browser``, does both).
 
 Every string from the data goes through ``html.escape``. The pages load only files of the
 folder (``plotly.min.js``, written once, and the PNGs): they open offline, from disk.
@@ -19,12 +25,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from autointerp.records import modality_class
 from autointerp.report.assets import CSS, PLOTLY_JS, TABLE_JS, write_plotly_js
-from autointerp.report.examples import EXAMPLES
+from autointerp.report.examples import EXAMPLES, HEATMAPS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,34 @@ FEATURES = "features"
 MAX_SENTENCES = 4
 """Marked sentences shown per example (its strongest, in reading order)."""
 _MARK = re.compile(r"<<(.*?)>>", re.S)
+
+
+@dataclass
+class Column:
+    """An extra column of the feature table."""
+
+    header: str
+    """Header text."""
+    cell: Callable[[int], str]
+    """latent -> its ``<td>`` (``data-sort`` orders it, ``data-filter`` feeds the filter)."""
+    filter: str = ""
+    """Filter control: "" (none), "text", "min", "max", "range" (min and max) or "has:"
+    followed by the choices joined by "|" (the cell's ``data-filter`` lists its own)."""
+
+
+@dataclass
+class ReportExtras:
+    """What another stage adds to the report (the feature browser, ``eval.browser``)."""
+
+    title: str = "Autointerp"
+    """Title of the index page."""
+    headline: str = ""
+    """HTML under the index title (after the mean scores)."""
+    columns: list[Column] = field(default_factory=list)
+    """Extra feature-table columns, after the score columns."""
+    sections: Callable[[int], list[str]] | None = None
+    """latent -> HTML sections appended to its page (plotly figures may use the page's
+    ``plotly.min.js``; image paths are relative to ``features/``)."""
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -63,6 +101,24 @@ def _modality(mix: dict[str, Any] | None) -> str:
     return (f"image {mix.get('image_tokens', 0):.0%} / text {mix.get('text_tokens', 0):.0%} "
             f"(studies {mix.get('studies_image', 0)} / {mix.get('studies_text', 0)} / "
             f"{mix.get('studies_both', 0)})")
+
+
+def filter_control(kind: str, col: int) -> str:
+    """The filter-row ``<th>`` of column ``col`` (see :class:`Column` ``filter``)."""
+    if not kind:
+        return "<th></th>"
+    if kind.startswith("has:"):
+        opts = "".join(f'<option value="{escape(c)}">{escape(c)}</option>'
+                       for c in kind[4:].split("|") if c)
+        return (f'<th><select data-col="{col}" data-op="has"><option value="">any</option>'
+                f"{opts}</select></th>")
+    if kind == "text":
+        return f'<th><input data-col="{col}" data-op="text" type="search" placeholder="contains"></th>'
+    ops = ("min", "max") if kind == "range" else (kind,)
+    cls = ' class="half"' if len(ops) == 2 else ""
+    return "<th>" + "".join(
+        f'<input{cls} data-col="{col}" data-op="{op}" type="number" step="any" '
+        f'placeholder="{"≥" if op == "min" else "≤"}">' for op in ops) + "</th>"
 
 
 def highlight(marked: str, tokens: list[str], values: list[float], vmax: float) -> str:
@@ -134,8 +190,8 @@ def _details(d: dict[str, Any] | None) -> str:
 
 
 def feature_page(latent: int, expl: list[dict], scores: list[dict], ex_row: dict | None,
-                 prev_next: tuple[int | None, int | None]) -> str:
-    """One feature's page (see the module docstring)."""
+                 prev_next: tuple[int | None, int | None], sections: list[str] | None = None) -> str:
+    """One feature's page (see the module docstring); ``sections``: HTML appended at its end."""
     first = expl[0] if expl else {}
     nav = '<nav><a href="../index.html">all features</a>' + "".join(
         f'<a href="{n}.html">{label} ({n})</a>' for n, label in zip(prev_next, ("prev", "next"))
@@ -170,16 +226,22 @@ def feature_page(latent: int, expl: list[dict], scores: list[dict], ex_row: dict
                     + "</div>")
     else:
         body.append("<p>no examples were written for this latent (examples.jsonl)</p>")
+    if sections:
+        head = f'<script src="../{PLOTLY_JS}"></script>'
+        body += sections
     return _page(f"latent {latent}", "\n".join(body), head=head)
 
 
 def index_page(latents: list[int], expl: dict[int, list[dict]], scores: dict[int, list[dict]],
-               summary: dict[str, Any]) -> str:
-    """The feature table (see the module docstring)."""
+               summary: dict[str, Any], extras: ReportExtras | None = None) -> str:
+    """The feature table (see the module docstring), with ``extras``' headline and columns."""
+    extras = extras or ReportExtras()
     explainers = sorted({r["explainer"] for rows in expl.values() for r in rows})
     keys = sorted({(s["explainer"], s["scorer"]) for rows in scores.values() for s in rows})
-    heads = "".join(f"<th>{escape(e)}</th>" for e in explainers)
-    score_heads = "".join(f"<th>{escape(s)} ({escape(e)})</th>" for e, s in keys)
+    heads = ["latent", *explainers, "modality (image / text tokens; studies image / text / both)",
+             "frequency", *(f"{s} ({e})" for e, s in keys), *(c.header for c in extras.columns)]
+    kinds = ["", *("text" for _ in explainers), "has:image|text|both", "range",
+             *("min" for _ in keys), *(c.filter for c in extras.columns)]
     rows = []
     for f in latents:
         by_e = {r["explainer"]: r for r in expl.get(f, [])}
@@ -191,12 +253,14 @@ def index_page(latents: list[int], expl: dict[int, list[dict]], scores: dict[int
             cells.append("<td></td>" if r is None else f"<td>{escape(r['explanation'])}</td>"
                          if r["ok"] else f'<td class="err">failed: {escape(str(r["error"]))}</td>')
         mix = first.get("modality") or {}
-        cells.append(f'<td data-sort="{mix.get("image_tokens", "")}">'
+        kind = modality_class(mix["image_tokens"]) if "image_tokens" in mix else ""
+        cells.append(f'<td data-sort="{mix.get("image_tokens", "")}" data-filter="{kind}">'
                      f"{escape(_modality(mix))}</td>")
         cells.append(f'<td class="num" data-sort="{first.get("frequency", "")}">'
                      f"{_num(first.get('frequency'))}</td>")
         cells += [_score_cell(by_s[k]["score"], by_s[k]["baseline"]) if k in by_s
                   else "<td></td>" for k in keys]
+        cells += [c.cell(f) for c in extras.columns]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     means = "".join(f"<li>{escape(k)}: mean {_num(v['mean'])} over {v['n']} "
                     f'<span class="base">(random SAE {_num(v["baseline"])})</span></li>'
@@ -208,22 +272,28 @@ def index_page(latents: list[int], expl: dict[int, list[dict]], scores: dict[int
                   f" of {planted['n_matched']} matched latents named "
                   f'<span class="base">(random SAE {base.get("n_named")} of '
                   f'{base.get("n_matched")})</span></li>')
-    body = (f"<h1>Autointerp: {len(latents)} features</h1><ul>{means}</ul>"
+    head_row = "".join(f"<th>{escape(h)}</th>" for h in heads)
+    filter_row = "".join(filter_control(k, i) for i, k in enumerate(kinds))
+    body = (f"<h1>{escape(extras.title)}: {len(latents)} features</h1><ul>{means}</ul>"
+            f"{extras.headline}"
             '<input id="filter" type="search" placeholder="filter rows by text">'
-            '<table id="features"><thead><tr><th>latent</th>'
-            f"{heads}<th>modality (image / text tokens; studies image / text / both)</th>"
-            f"<th>frequency</th>{score_heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"<script>{TABLE_JS}</script>")
-    return _page("autointerp features", body)
+            '<span id="shown"></span>'
+            f'<table id="features"><thead><tr>{head_row}</tr><tr class="filters">{filter_row}'
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table><script>{TABLE_JS}</script>")
+    return _page(f"{extras.title} features", body)
 
 
-def write_report(out_dir: str | Path) -> Path:
-    """Write ``index.html``, ``features/<i>.html`` and ``plotly.min.js`` into ``out_dir`` from
-    its own files; returns the index path."""
+def write_report(out_dir: str | Path, *, dest: str | Path | None = None,
+                 extras: ReportExtras | None = None) -> Path:
+    """Write ``index.html``, ``features/<i>.html`` and ``plotly.min.js`` from ``out_dir``'s own
+    files into ``dest`` (default ``out_dir``; another folder also gets a copy of the heatmap
+    PNGs), with ``extras``' headline, columns and sections; returns the index path."""
     out = Path(out_dir)
     if not (out / "explanations.jsonl").exists():
         raise FileNotFoundError(f"{out} holds no explanations.jsonl; pass the --out folder of "
                                 "a radinterp autointerp run")
+    dest = out if dest is None else Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     expl: dict[int, list[dict]] = {}
     for r in _rows(out / "explanations.jsonl"):
         expl.setdefault(r["latent"], []).append(r)
@@ -234,16 +304,21 @@ def write_report(out_dir: str | Path) -> Path:
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     latents = list(expl)
-    write_plotly_js(out)
-    (out / FEATURES).mkdir(exist_ok=True)
+    if dest.resolve() != out.resolve() and (out / HEATMAPS).is_dir():
+        shutil.copytree(out / HEATMAPS, dest / HEATMAPS, dirs_exist_ok=True)
+    write_plotly_js(dest)
+    (dest / FEATURES).mkdir(exist_ok=True)
+    sections = extras.sections if extras is not None else None
     for i, f in enumerate(latents):
         nb = (latents[i - 1] if i else None, latents[i + 1] if i + 1 < len(latents) else None)
-        page = feature_page(f, expl[f], scores.get(f, []), examples.get(f), nb)
-        (out / FEATURES / f"{f}.html").write_text(page)
-    index = out / INDEX
-    index.write_text(index_page(latents, expl, scores, summary))
+        page = feature_page(f, expl[f], scores.get(f, []), examples.get(f), nb,
+                            sections(f) if sections else None)
+        (dest / FEATURES / f"{f}.html").write_text(page)
+    index = dest / INDEX
+    index.write_text(index_page(latents, expl, scores, summary, extras))
     log.info("report: %s (%d feature pages)", index, len(latents))
     return index
 
 
-__all__ = ["feature_page", "highlight", "index_page", "write_report"]
+__all__ = ["Column", "ReportExtras", "feature_page", "filter_control", "highlight", "index_page",
+           "write_report"]

@@ -116,16 +116,20 @@ def _pairs_table(result: dict) -> str:
             "<th>pairs (target&rarr;feature, held-out agreement)</th></tr>" + "".join(rows) + "</table>")
 
 
+def example_figures(ex: dict, src) -> str:
+    """One example study's maps side by side (SAE, random SAE, CSR, INSIGHT, mask), each an
+    ``<img>`` whose address is ``src(file)`` (a data: URI in bridge.html, a file elsewhere)."""
+    cells = [f"<figure style='display:inline-block;margin:4px'><img width=200 src='{html.escape(src(file))}' "
+             f"alt='{html.escape(name)} map'><figcaption>{html.escape(name)}</figcaption></figure>"
+             for name, file in ex["images"].items()]
+    return f"<h4>{html.escape(ex['study_id'])}: {html.escape(ex['finding'])}</h4>" + "".join(cells)
+
+
 def _examples(result: dict, root: Path) -> str:
-    parts = []
-    for ex in result["localisation"].get("examples", []):
-        cells = []
-        for name, file in ex["images"].items():
-            data = base64.b64encode((root / "png" / file).read_bytes()).decode()
-            cells.append(f"<figure style='display:inline-block;margin:4px'><img width=200 "
-                         f"src='data:image/png;base64,{data}'><figcaption>{html.escape(name)}"
-                         "</figcaption></figure>")
-        parts.append(f"<h4>{html.escape(ex['study_id'])}: {html.escape(ex['finding'])}</h4>" + "".join(cells))
+    def data_uri(file: str) -> str:
+        return "data:image/png;base64," + base64.b64encode((root / "png" / file).read_bytes()).decode()
+
+    parts = [example_figures(ex, data_uri) for ex in result["localisation"].get("examples", [])]
     return "".join(parts) or "<p>no report-split study with a mask</p>"
 
 
@@ -150,7 +154,7 @@ def write_html(result: dict, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["summary_markdown", "write_examples", "write_html"]
+__all__ = ["example_figures", "summary_markdown", "write_examples", "write_html"]
 
 
 def summary_markdown(result: dict) -> str:

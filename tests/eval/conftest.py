@@ -1,6 +1,8 @@
 """A real small release for the SAE eval and publish tests: phantoms captured with the tiny
 model, an SAE trained on the store by ``sae_training`` (calibrated on held-out rows), and its
-eval (built once per session)."""
+eval (built once per session); CSR and INSIGHT fitted on the same phantoms and the bridge of
+the SAE with them (``bridge_methods``, ``bridge_run``: shared by the bridge and browser tests,
+which only read them)."""
 
 from __future__ import annotations
 
@@ -42,3 +44,40 @@ def tiny_release(tmp_path_factory) -> TinyRelease:
     run_eval(EvalConfig(sae=str(root / "sae"), acts=str(root / "acts"), out=str(out),
                         fidelity_studies=4, probe_min_each=3, progress=False))
     return TinyRelease(Path(ph), root / "acts", root / "sae", out)
+
+
+BRIDGE_SPLIT = (0.4, 0.2, 0.4)
+CSR = dict(d_feature=16, d_proj=8, n_prototypes=2, epochs_concept=15, epochs_proto=10, lr=1e-2,
+           epochs_task=20, batch_size=32, min_positives=2, task="findings")
+
+
+def bridge_cfg(release: TinyRelease, out, methods, **kw):
+    from eval.bridges import BridgeConfig
+
+    opts = {"n_permutations": 20, "report_fraction": 0.6, "progress": False, "n_examples": 2, **kw}
+    return BridgeConfig(sae=str(release.sae), acts=str(release.acts), out=str(out),
+                        methods=[str(m) for m in methods], **opts)
+
+
+@pytest.fixture(scope="session")
+def bridge_methods(tiny_release, tiny_adapter, tmp_path_factory) -> Path:
+    from eval.methods import MethodRunConfig, run_method
+
+    root = tmp_path_factory.mktemp("bridge_methods")
+    common = dict(data=str(tiny_release.phantoms), model="tiny", model_options={"image_size": 112},
+                  progress=False, split=BRIDGE_SPLIT)
+    run_method(MethodRunConfig(method="csr", out=str(root / "csr"), options=CSR, **common),
+               adapter=tiny_adapter)
+    run_method(MethodRunConfig(method="insight", out=str(root / "insight"), options={
+        "epochs": 10, "eval_every": 5, "min_positives": 2, "hidden": 8}, **common), adapter=tiny_adapter)
+    return root
+
+
+@pytest.fixture(scope="session")
+def bridge_run(tiny_release, bridge_methods, tmp_path_factory) -> tuple[Path, dict]:
+    """(out folder, bridge.json) of the bridge with CSR and INSIGHT."""
+    from eval.bridges import run_bridge
+
+    out = tmp_path_factory.mktemp("bridge") / "out"
+    return out, run_bridge(bridge_cfg(tiny_release, out, [bridge_methods / "csr",
+                                                          bridge_methods / "insight"]))

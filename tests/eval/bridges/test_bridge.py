@@ -12,38 +12,23 @@ import torch
 
 from eval.bridges import BridgeConfig, run_bridge
 from eval.bridges.associate import report_split, spearman_columns
-from eval.methods import MethodRunConfig, run_method
 from eval.methods.io import load_safetensors, save_safetensors_atomic
 from radinterp.errors import InputError
 from radinterp.metrics import auroc_columns
+from tests.eval.conftest import BRIDGE_SPLIT, bridge_cfg
 
-SPLIT = (0.4, 0.2, 0.4)
-CSR = dict(d_feature=16, d_proj=8, n_prototypes=2, epochs_concept=15, epochs_proto=10, lr=1e-2,
-           epochs_task=20, batch_size=32, min_positives=2, task="findings")
-
-
-@pytest.fixture(scope="module")
-def methods(tiny_release, tiny_adapter, tmp_path_factory):
-    root = tmp_path_factory.mktemp("bridge_methods")
-    common = dict(data=str(tiny_release.phantoms), model="tiny", model_options={"image_size": 112},
-                  progress=False, split=SPLIT)
-    run_method(MethodRunConfig(method="csr", out=str(root / "csr"), options=CSR, **common),
-               adapter=tiny_adapter)
-    run_method(MethodRunConfig(method="insight", out=str(root / "insight"), options={
-        "epochs": 10, "eval_every": 5, "min_positives": 2, "hidden": 8}, **common), adapter=tiny_adapter)
-    return root
-
-
-def _cfg(tiny_release, out, methods, **kw) -> BridgeConfig:
-    opts = {"n_permutations": 20, "report_fraction": 0.6, "progress": False, "n_examples": 2, **kw}
-    return BridgeConfig(sae=str(tiny_release.sae), acts=str(tiny_release.acts), out=str(out),
-                        methods=[str(m) for m in methods], **opts)
+SPLIT = BRIDGE_SPLIT
+_cfg = bridge_cfg
 
 
 @pytest.fixture(scope="module")
-def bridge(tiny_release, methods, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bridge") / "out"
-    return out, run_bridge(_cfg(tiny_release, out, [methods / "csr", methods / "insight"]))
+def methods(bridge_methods):
+    return bridge_methods
+
+
+@pytest.fixture(scope="module")
+def bridge(bridge_run):
+    return bridge_run
 
 
 def test_bridge_numbers_are_held_out_and_recomputable(tiny_release, bridge):
