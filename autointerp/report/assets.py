@@ -28,7 +28,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .base { color: #888; font-size: 0.9em; }
 .err { color: #b00; }
 #filter { width: 30em; padding: 4px; margin: 0.5em 0 1em; }
-tr.filters th { background: #fafafa; cursor: default; top: 2em; font-weight: normal; }
+tr.filters th { background: #fafafa; cursor: default; position: static; font-weight: normal; }
 tr.filters input, tr.filters select { width: 100%; min-width: 4em; box-sizing: border-box; }
 tr.filters input.half { width: 48%; min-width: 3em; }
 #shown { color: #555; margin-left: 1em; }

@@ -22,6 +22,12 @@ from eval.browser.runs import Runs
 
 PNG = "bridge_png"
 """Folder of the browser holding the bridge's example maps (copied from the bridge's png/)."""
+ORDER = ("sae", "random_sae", "csr", "insight", "mask")
+"""Order of the maps and localisation rows: the feature, its baseline, the methods, the truth."""
+
+
+def _ordered(d: dict) -> dict:
+    return {k: d[k] for k in sorted(d, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))}
 
 
 def _f(x: float | None, nd: int = 3) -> str:
@@ -84,7 +90,7 @@ def _localisation(bridge: dict, findings: list[str]) -> str:
         v = loc.get(f)
         if not v or not v["n_with_mask"]:
             continue
-        for name, s in v["sources"].items():
+        for name, s in _ordered(v["sources"]).items():
             rows.append(f"<tr><td>{escape(f)}</td><td>{escape(name)}</td>"
                         f'<td class="num">{_f(s["pointing_game"], 2)}</td>'
                         f'<td class="num">{_f(s["mask_share"], 2)}</td>'
@@ -147,7 +153,8 @@ def bridge_section(runs: Runs, latent: int) -> str:
                 "best feature, and it tracks no radiomic feature</p>")
     findings, concepts = _matched_names(b, latent, "finding"), _matched_names(b, latent, "csr")
     maps = [ex for ex in b["localisation"].get("examples", []) if ex["finding"] in findings]
-    figs = "".join(example_figures(ex, lambda file: f"../{PNG}/{file}") for ex in maps)
+    figs = "".join(example_figures({**ex, "images": _ordered(ex["images"])}, lambda file: f"../{PNG}/{file}")
+                   for ex in maps)
     sp = b["split"]
     return ('<h2>Bridge</h2><div class="panel">'
             f"<p>Features chosen on {sp['n_select']} selection studies, every number from "

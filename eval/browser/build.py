@@ -34,6 +34,9 @@ from radinterp.errors import InputError
 log = logging.getLogger(__name__)
 
 MARKER = "COMPLETE"
+HEADLINE = ("explained_variance", "l0", "CE-loss", "probing")
+"""First words of the SAE eval summary lines (``eval.sae_eval.summary``) shown on the index;
+the rest are one click away."""
 
 
 def _norm(name: str) -> str:
@@ -79,7 +82,10 @@ def headline(runs: Runs, latents: set[int]) -> str:
 
     parts = ["<h2>SAE eval</h2>"]
     if runs.metrics is not None:
-        parts.append("<pre>" + escape("\n".join(summary_lines(runs.metrics))) + "</pre>")
+        lines = summary_lines(runs.metrics)
+        key = [ln for ln in lines[1:] if ln.split()[0] in HEADLINE]
+        parts.append(f"<pre>{escape(lines[0])}\n{escape(chr(10).join(key))}</pre><details><summary>"
+                     f"all SAE eval numbers</summary><pre>{escape(chr(10).join(lines))}</pre></details>")
     else:
         parts.append('<p class="none">no SAE eval given (radinterp browse --eval DIR)</p>')
     items = [steering_headline(runs), bridge_headline(runs)]
@@ -92,7 +98,8 @@ def headline(runs: Runs, latents: set[int]) -> str:
         items.append(f"<li>{len(missing)} steered or bridge-matched features were not explained by "
                      f"the autointerp run, so they have no page: {escape(', '.join(map(str, missing)))}"
                      " (pass them to radinterp autointerp --features)</li>")
-    src = [("autointerp", runs.autointerp), ("steering", runs.steering_dir), ("bridge", runs.bridge_dir)]
+    src = [("autointerp", runs.autointerp), ("steering", runs.steering_dir), ("bridge", runs.bridge_dir),
+           ("SAE eval", runs.eval_dir)]
     items.append("<li>read from: " + ", ".join(f"{k} {escape(str(v))}" for k, v in src if v) + "</li>")
     return "".join(parts) + "<h2>Runs</h2><ul>" + "".join(i for i in items if i) + "</ul>"
 

@@ -79,6 +79,7 @@ class Runs:
     bridge_dir: Path | None = None
     metrics: dict | None = None
     """The SAE eval's metrics.json (None: none given)."""
+    eval_dir: Path | None = None
 
 
 def read_generations(path: Path) -> dict[tuple[str, str], list[dict]]:
@@ -110,6 +111,7 @@ def load_runs(autointerp: str, steering: str | None = None, bridge: str | None =
         runs.bridge_dir = Path(bridge)
     if sae_eval:
         runs.metrics = _read(sae_eval, "metrics.json", "--eval", "radinterp eval")
+        runs.eval_dir = Path(sae_eval)
         check_same_sae(runs.sae, runs.metrics.get("sae"), "SAE eval")
     return runs
 

@@ -65,7 +65,7 @@ def _generations(runs: Runs, row: dict, n: int) -> str:
 
     def cell(g: dict) -> str:
         says = is_positive(g["labels"], t) if t else False
-        return (f"<td>{escape(g['text'])}<div class=\"meta\">states {escape(str(t))}: "
+        return (f"<td>{escape(g['text'])}<div class=\"base\">states {escape(str(t))}: "
                 f"{'yes' if says else 'no'}</div></td>")
 
     return ("<table><tr><th>study</th><th>unsteered</th><th>steered "

@@ -39,6 +39,7 @@ def _bad_args(tmp):
         "steer": (["--model", "demo", "--sae", missing, "--data", missing, "--out", str(tmp / "st"),
                    "--feature", "3"], "does not exist"),
         "bridge": (["--sae", missing, "--acts", missing, "--out", str(tmp / "b")], "does not exist"),
+        "browse": (["--autointerp", missing, "--out", str(tmp / "br")], "does not exist"),
     }
 
 
