@@ -83,7 +83,7 @@ def headline(runs: Runs, latents: set[int]) -> str:
     parts = ["<h2>SAE eval</h2>"]
     if runs.metrics is not None:
         lines = summary_lines(runs.metrics)
-        key = [ln for ln in lines[1:] if ln.split()[0] in HEADLINE]
+        key = [ln for ln in lines[1:] if ln.split()[:1] and ln.split()[0] in HEADLINE]
         parts.append(f"<pre>{escape(lines[0])}\n{escape(chr(10).join(key))}</pre><details><summary>"
                      f"all SAE eval numbers</summary><pre>{escape(chr(10).join(lines))}</pre></details>")
     else:
