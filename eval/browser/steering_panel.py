@@ -108,11 +108,13 @@ def steering_section(runs: Runs, latent: int, n_generations: int) -> str:
     gens = "".join(f"<h3>{escape(str(r['target']))}: {escape(_label(r))}</h3>"
                    + _generations(runs, r, n_generations) for r in test) if n_generations else ""
     n_sel, n_test = runs.steering.get("n_select"), runs.steering.get("n_test")
+    methods = ", ".join(sorted({r["method"] for r in rows}))  # add: decoder direction; clamp, ablate
+    pops = " / ".join(sorted({str(r.get("population") or "without") for r in rows}))
     return (f'<h2>Steering</h2><div class="panel">{_picked(runs, latent)}'
-            f"<p>Reports generated with the feature's decoder direction added at "
-            f"{escape(str(rows[0].get('where')))} positions, on held-out studies without the target "
-            f"({n_sel} select the coefficient, {n_test} test it), beside random directions of "
-            f"equal norm, the reversed direction and the unsteered model.</p>{plot}"
+            f"<p>Reports generated with the feature steered ({escape(methods)}) at "
+            f"{escape(str(rows[0].get('where')))} positions, on held-out studies {escape(pops)} the "
+            f"target ({n_sel} select the coefficient, {n_test} test it), beside random directions "
+            f"of equal norm, the reversed direction and the unsteered model.</p>{plot}"
             f"<h3>Test split, at the coefficient chosen on the selection split</h3>{_table(test)}"
             + (f"<h3>Other methods on the same target (test split)</h3>{_table(others)}" if others else "")
             + (f"<h3>Example reports (test split)</h3>{gens}" if gens else "") + "</div>")
