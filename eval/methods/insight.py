@@ -216,10 +216,10 @@ def localise(cands_va: dict[str, np.ndarray], cands_te: dict[str, np.ndarray], m
         for j in cols:
             row = scores[names[j]].summary()
             finite = np.isfinite(chosen[j][1])
-            if not finite:
-                row.update(dice=None, iou=None)
-            row.update(map=view[0], threshold=chosen[j][1] if finite else None,
-                       threshold_mode=view[1], val_dice=chosen[j][2])
+            row.update(map=view[0], threshold=chosen[j][1], threshold_mode=view[1],
+                       val_dice=chosen[j][2])
+            if not finite:  # no validation positive with a mask: nothing was chosen
+                row.update(dice=None, iou=None, map=None, threshold=None, threshold_mode=None)
             out[names[j]] = row
     return {name: out[name] for name in masks_te.findings}
 

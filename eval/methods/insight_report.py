@@ -116,7 +116,8 @@ def evaluate(method: Any, ctx: MethodContext) -> dict[str, Any]:
                                                       "threshold_mode", "val_dice")})
         table[f] = row
 
-    chosen = np.stack([cands["insight"]["test"][table[f]["map"]][:, j]
+    first = next(iter(cands["insight"]["test"]))  # the map of a finding nothing was chosen for
+    chosen = np.stack([cands["insight"]["test"][table[f]["map"] or first][:, j]
                        for j, f in enumerate(findings)], 1)  # (N_test, F, n, n)
     det, con = (torch.sigmoid(t).numpy() for t in logits["insight"]["test"])
     _write_maps(ctx, ids["test"], (score["insight"], heat["test"]["fused"], det, con, chosen),
@@ -186,7 +187,7 @@ def markdown_table(metrics: dict[str, Any]) -> str:
             f"{f(r['dice'])} | {' / '.join(f(r.get('dice_' + b)) for b in base)} | "
             f"{f(r['iou'])} ({f(r.get('iou_constant'))}) | "
             f"{f(r['pointing_game'])} ({f(r.get('pointing_game_constant'))}) | "
-            f"{r.get('map', '-')} ({r.get('threshold_mode', '-')}) | "
+            f"{r.get('map') or '-'} ({r.get('threshold_mode') or '-'}) | "
             f"{r['n_scored']} / {r['n_skipped_no_mask']} |")
     s = metrics["summary"]
     rows.append(f"| **mean** | | {f(s.get('mean_auroc'))} ({f(s.get('mean_auroc_shuffled'))}) | "
