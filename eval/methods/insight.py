@@ -5,15 +5,22 @@ split's patch features with the studies' findings as image-level labels (model s
 the validation split's mean AUROC), then on the test split reports per finding:
 
 - AUROC of the SmoothMax image score;
-- pointing game, Dice and IoU of the heatmap thresholded at the value that maximises mean
-  Dice on the validation split's positive studies with masks (phantoms: the planted masks);
-  positives without a mask are skipped and counted.
+- pointing game, Dice and IoU of a localisation map thresholded per finding. The map, its
+  threshold and whether the threshold is absolute or relative to each map's maximum are the
+  ones with the best mean Dice on the validation split's positive studies with masks
+  (phantoms: the planted masks); positives without a mask are skipped and counted. The
+  candidate maps: the paper's fused heatmap and the detection module's map, each alone or
+  plus ``w`` x a location prior learned from image labels only
+  (:func:`~eval.methods.insight_model.location_prior`; an addition to the paper, w in
+  ``prior_weights``).
 
 Beside each number its baselines: the same heads trained on shuffled labels (train labels
-permuted across studies), and for localisation a constant map, the finding's mean training
-mask (a location prior that knows where the finding usually is but not where it is now).
-Per test study ``maps/<study>.safetensors`` holds ``heatmap``, ``detection`` and ``context``
-(each (F, n, n), sigmoids) and ``score`` (F,).
+permuted across studies; their prior from those labels), the paper's heatmap alone (no prior,
+no detection readout), the label-derived prior alone as every study's map (no image), and a
+constant map, the finding's mean training mask (a location prior that knows where the
+finding usually is but not where it is now; the only number here that saw masks in training).
+Per test study ``maps/<study>.safetensors`` holds ``heatmap``, ``detection``, ``context``
+(each (F, n, n), sigmoids), ``localisation`` (the chosen map of each finding) and ``score`` (F,).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from eval.methods.metrics import auroc_per_finding
 from radinterp.metrics import mean_defined
 
 log = logging.getLogger(__name__)
+
+READOUTS = ("fused", "detection")
+"""Maps a localisation may read: the fused heatmap (the paper's) and the detection module's."""
 
 
 @dataclass
@@ -70,7 +80,15 @@ class InsightOptions(MethodOptions):
     min_positives: int = 5
     """A finding needs this many positive train studies to be modelled."""
     baselines: bool = True
-    """Also train the shuffled-label heads and score the constant-map baseline."""
+    """Also train the shuffled-label heads and score the constant-map baselines."""
+    localise_from: tuple[str, ...] = ("fused", "detection")
+    """Maps a finding's localisation may read (picked per finding on validation Dice): the
+    paper's ``fused`` heatmap, the ``detection`` module's map. On 1,500 phantoms the fused map
+    ranked a study's mask patches worse than the detection map (within-study AUROC 0.75 vs
+    0.80): the context module's large kernel spreads each finding's evidence."""
+    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+    """Candidate weights of the label-derived location prior added to the maps' logits (picked
+    per finding on validation Dice); ``0`` alone: the maps without the prior."""
 
     def __post_init__(self) -> None:
         for name in ("hidden", "detect_kernel", "context_kernel", "context_dilation", "epochs",
@@ -86,6 +104,13 @@ class InsightOptions(MethodOptions):
                              f"{self.detect_kernel}; pass a larger --opt context_kernel")
         if self.smoothmax_r <= 0:
             raise ValueError(f"smoothmax_r must be > 0, got {self.smoothmax_r}; pass e.g. 4")
+        bad = sorted(set(self.localise_from) - set(READOUTS))
+        if bad or not self.localise_from:
+            raise ValueError(f"localise_from {list(self.localise_from)} must name some of "
+                             f"{', '.join(READOUTS)}; pass e.g. --opt localise_from=fused,detection")
+        if not self.prior_weights or min(self.prior_weights) < 0:
+            raise ValueError(f"prior_weights {list(self.prior_weights)} must be >= 0 and not "
+                             "empty; pass e.g. --opt prior_weights=0 (no prior) or 0,1,2,4")
         if not 0 <= self.dropout < 1 or self.spectral_decoupling < 0 or self.lr <= 0:
             raise ValueError("dropout must be in [0, 1), spectral_decoupling >= 0 and lr > 0; "
                              "fix the --opt values")
@@ -123,17 +148,37 @@ def train_head(x_tr: torch.Tensor, y_tr: torch.Tensor, x_va: torch.Tensor, y_va:
 
 
 @torch.no_grad()
+def module_logits(head: InsightHead, feats: torch.Tensor, batch: int = 512
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(detection, context) logit maps, each (N, F, n, n), of (N, n, n, d) features."""
+    head.eval()
+    out: list[list[torch.Tensor]] = [[], []]
+    for lo in range(0, len(feats), batch):
+        for k, t in enumerate(head.modules_logits(feats[lo:lo + batch])):
+            out[k].append(t)
+    return torch.cat(out[0]), torch.cat(out[1])
+
+
 def predict(head: InsightHead, feats: torch.Tensor, opts: InsightOptions, batch: int = 512
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(image scores (N, F), heatmaps, detection maps, context maps (N, F, n, n)), sigmoids."""
-    head.eval()
-    out: list[list[torch.Tensor]] = [[], [], [], []]
-    for lo in range(0, len(feats), batch):
-        det, ctx = head.modules_logits(feats[lo:lo + batch])
-        fused = det + ctx
-        for k, t in enumerate((smoothmax(fused, opts.smoothmax_r), fused, det, ctx)):
-            out[k].append(torch.sigmoid(t))
-    return tuple(torch.cat(o).numpy() for o in out)  # type: ignore[return-value]
+    det, ctx = module_logits(head, feats, batch)
+    fused = det + ctx
+    return tuple(torch.sigmoid(t).numpy()  # type: ignore[return-value]
+                 for t in (smoothmax(fused, opts.smoothmax_r), fused, det, ctx))
+
+
+def candidate_maps(det: torch.Tensor, ctx: torch.Tensor, prior: torch.Tensor,
+                   opts: InsightOptions) -> dict[str, np.ndarray]:
+    """Localisation candidates of (N, F, n, n) module logits: ``readout`` or
+    ``readout+prior<w>`` -> (N, F, n, n) sigmoid maps, with ``prior`` (F, n, n) in logits."""
+    base = {"fused": det + ctx, "detection": det}
+    out = {}
+    for name in opts.localise_from:
+        for w in opts.prior_weights:
+            key = name if w == 0 else f"{name}+prior{w:g}"
+            out[key] = torch.sigmoid(base[name] + w * prior).numpy()
+    return out
 
 
 def relative(maps: np.ndarray) -> np.ndarray:
@@ -142,38 +187,46 @@ def relative(maps: np.ndarray) -> np.ndarray:
     return maps / np.where(top > 0, top, 1.0)
 
 
-def localise(maps_va: np.ndarray, maps_te: np.ndarray, masks_va, masks_te, pos_va: np.ndarray,
-             pos_te: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Per finding: a threshold on the heatmap, absolute or relative to each map's maximum,
-    whichever gives the higher mean Dice on the validation positives with masks; scored on test."""
+def localise(cands_va: dict[str, np.ndarray], cands_te: dict[str, np.ndarray], masks_va,
+             masks_te, pos_va: np.ndarray, pos_te: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per finding: a candidate map (name -> (N, F, n, n), the same names in both splits) and a
+    threshold on it, absolute or relative to each map's maximum, whichever gives the highest
+    mean Dice on the validation positives with masks; scored on test (``map``,
+    ``threshold_mode``, ``threshold``, ``val_dice`` beside the scores)."""
     tgt_va = masks_va.target()
-    views = {"absolute": (maps_va, maps_te), "relative": (relative(maps_va), relative(maps_te))}
-    chosen: list[tuple[str, float, float | None]] = []
+    views = {(name, mode): (va if mode == "absolute" else relative(va),
+                            cands_te[name] if mode == "absolute" else relative(cands_te[name]))
+             for name, va in cands_va.items() for mode in ("absolute", "relative")}
+    first = next(iter(views))
+    chosen: list[tuple[tuple[str, str], float, float | None]] = []
     for j in range(pos_va.shape[1]):
         rows = np.flatnonzero(pos_va[:, j] & masks_va.known[:, j] & tgt_va[:, j].any((1, 2)))
         if not rows.size:
-            chosen.append(("absolute", float("inf"), None))  # nothing to choose on: no Dice
+            chosen.append((first, float("inf"), None))  # nothing to choose on: no Dice
             continue
-        best = max(((mode, *best_dice_threshold(va[rows, j], tgt_va[rows, j]))
-                    for mode, (va, _) in views.items()), key=lambda c: c[2])
+        best = max(((view, *best_dice_threshold(va[rows, j], tgt_va[rows, j]))
+                    for view, (va, _) in views.items()), key=lambda c: c[2])
         chosen.append(best)
     out = {}
-    for mode in views:
-        cols = [j for j, c in enumerate(chosen) if c[0] == mode]
-        if not cols:
-            continue
+    for view in dict.fromkeys(c[0] for c in chosen):
+        cols = [j for j, c in enumerate(chosen) if c[0] == view]
         thr = [chosen[j][1] if j in cols else float("inf") for j in range(len(chosen))]
-        scores = localisation_scores(views[mode][1], masks_te, pos_te, thr)
+        scores = localisation_scores(views[view][1], masks_te, pos_te, thr)
         names = list(scores)
         for j in cols:
             row = scores[names[j]].summary()
             finite = np.isfinite(chosen[j][1])
-            if not finite:
-                row.update(dice=None, iou=None)
-            row.update(threshold=chosen[j][1] if finite else None, threshold_mode=mode,
+            row.update(map=view[0], threshold=chosen[j][1], threshold_mode=view[1],
                        val_dice=chosen[j][2])
+            if not finite:  # no validation positive with a mask: nothing was chosen
+                row.update(dice=None, iou=None, map=None, threshold=None, threshold_mode=None)
             out[names[j]] = row
     return {name: out[name] for name in masks_te.findings}
+
+
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    """The permutation of the n train studies' labels the shuffled-label heads train on."""
+    return np.random.default_rng(seed + 1).permutation(n)
 
 
 @METHODS.register("insight")
@@ -189,4 +242,5 @@ class Insight(ReferenceMethod):
         return evaluate(self, ctx)
 
 
-__all__ = ["Insight", "InsightOptions", "localise", "predict", "relative", "train_head"]
+__all__ = ["READOUTS", "Insight", "InsightOptions", "candidate_maps", "localise", "module_logits",
+           "predict", "relative", "shuffled_order", "train_head"]

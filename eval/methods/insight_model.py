@@ -9,6 +9,10 @@
   finding (r -> 0: mean pooling, r -> inf: max pooling).
 - Loss: binary cross-entropy on the image logits (image-level labels only) plus spectral
   decoupling, ``lambda * mean(logit ** 2)`` (Pezeshki et al. 2021), against gradient starvation.
+- Location prior (an addition, not in the paper): :func:`location_prior`, per finding the mean
+  detection logit map of the train studies that have it minus that of those that do not; a
+  learned per-finding location bias from image labels only (no masks), added to the maps at
+  a weight chosen on validation (:mod:`eval.methods.insight`).
 
 The paper ships no code; the kernel sizes and the additive fusion are this implementation's
 reading of it (docs/methods.md).
@@ -69,4 +73,14 @@ def insight_loss(image_logits: torch.Tensor, labels: torch.Tensor, sd: float) ->
     return F.binary_cross_entropy_with_logits(image_logits, labels) + sd * image_logits.pow(2).mean()
 
 
-__all__ = ["InsightHead", "insight_loss", "smoothmax"]
+def location_prior(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(F, n, n) mean of (N, F, n, n) logit maps over the studies with each finding minus the
+    mean over those without it ((N, F) {0, 1} labels); 0 for a finding missing either side."""
+    pos = labels.to(logits.dtype)[..., None, None]  # (N, F, 1, 1)
+    neg = 1 - pos
+    n_pos, n_neg = pos.sum(0), neg.sum(0)  # (F, 1, 1)
+    diff = (logits * pos).sum(0) / n_pos.clamp_min(1) - (logits * neg).sum(0) / n_neg.clamp_min(1)
+    return torch.where((n_pos > 0) & (n_neg > 0), diff, torch.zeros_like(diff))
+
+
+__all__ = ["InsightHead", "insight_loss", "location_prior", "smoothmax"]

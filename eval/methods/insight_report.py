@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from eval.methods.base import MethodContext
-from eval.methods.insight import InsightOptions, localise, predict, train_head
-from eval.methods.insight_model import InsightHead
+from eval.methods.insight import (InsightOptions, candidate_maps, localise, module_logits,
+                                  shuffled_order, train_head)
+from eval.methods.insight_model import InsightHead, location_prior, smoothmax
 from eval.methods.masks import finding_vocabulary
 from eval.methods.metrics import auroc_per_finding
 from eval.methods.splits import SPLITS
@@ -50,7 +51,7 @@ def _fit_or_load(ctx: MethodContext, opts: InsightOptions, x: dict, y: dict, fin
     heads["insight"], val["insight"] = train_head(x["train"], y_tr, x["val"], y["val"], opts,
                                                   ctx.seed, ctx.progress, "insight")
     if opts.baselines:
-        perm = torch.from_numpy(np.random.default_rng(ctx.seed + 1).permutation(len(y_tr)))
+        perm = torch.from_numpy(shuffled_order(len(y_tr), ctx.seed))
         heads["shuffled"], val["shuffled"] = train_head(
             x["train"], y_tr[perm], x["val"], y["val"], opts, ctx.seed, ctx.progress,
             "insight (shuffled labels)")
@@ -73,17 +74,31 @@ def evaluate(method: Any, ctx: MethodContext) -> dict[str, Any]:
     x = {p: feats.select(ids[p]) for p in SPLITS}  # (N_p, n, n, d)
     y = {p: ctx.labels(ids[p], findings) for p in SPLITS}  # (N_p, F) bool
     heads, val_auroc = _fit_or_load(ctx, opts, x, y, findings)
-    pred = {name: {p: predict(h, x[p], opts) for p in ("val", "test")} for name, h in heads.items()}
+    y_fit = {"insight": y["train"], "shuffled": y["train"][shuffled_order(len(y["train"]), ctx.seed)]}
+    logits = {name: {p: module_logits(h, x[p]) for p in SPLITS} for name, h in heads.items()}
+    # per head: the location prior from its own train labels (image level), (F, n, n) logits
+    priors = {name: location_prior(lg["train"][0], torch.from_numpy(y_fit[name]))
+              for name, lg in logits.items()}
+    cands = {name: {p: candidate_maps(*logits[name][p], priors[name], opts) for p in ("val", "test")}
+             for name in heads}
     masks = {p: ctx.patch_masks(ids[p], findings, y[p]) for p in SPLITS}
 
-    auroc = {name: auroc_per_finding(pr["test"][0], y["test"]) for name, pr in pred.items()}
-    loc = {name: localise(pr["val"][1], pr["test"][1], masks["val"], masks["test"], y["val"],
-                          y["test"]) for name, pr in pred.items()}
+    score = {name: torch.sigmoid(smoothmax(lg["test"][0] + lg["test"][1], opts.smoothmax_r)).numpy()
+             for name, lg in logits.items()}  # (N_test, F)
+    auroc = {name: auroc_per_finding(s, y["test"]) for name, s in score.items()}
+    loc = {name: localise(c["val"], c["test"], masks["val"], masks["test"], y["val"], y["test"])
+           for name, c in cands.items()}
+    heat = {p: {"fused": torch.sigmoid(logits["insight"][p][0] + logits["insight"][p][1]).numpy()}
+            for p in ("val", "test")}
+    loc["heatmap"] = localise(heat["val"], heat["test"], masks["val"], masks["test"], y["val"],
+                              y["test"])  # the paper's heatmap alone
     if opts.baselines:
-        prior = _mask_prior(masks["train"], y["train"])  # (F, n, n)
-        const = {p: np.broadcast_to(prior, (len(ids[p]), *prior.shape)) for p in ("val", "test")}
-        loc["constant"] = localise(const["val"], const["test"], masks["val"], masks["test"],
-                                   y["val"], y["test"])
+        for name, prior in (("label_prior", torch.sigmoid(priors["insight"]).numpy()),
+                            ("constant", _mask_prior(masks["train"], y["train"]))):  # (F, n, n)
+            const = {p: {name: np.broadcast_to(prior, (len(ids[p]), *prior.shape))}
+                     for p in ("val", "test")}
+            loc[name] = localise(const["val"], const["test"], masks["val"], masks["test"],
+                                 y["val"], y["test"])
 
     table = {}
     for j, f in enumerate(findings):
@@ -97,11 +112,16 @@ def evaluate(method: Any, ctx: MethodContext) -> dict[str, Any]:
             for key in ("dice", "iou", "pointing_game"):
                 row[key + sfx] = per[f][key]
         row.update({k: loc["insight"][f][k] for k in ("n_scored", "n_skipped_no_mask",
-                                                      "n_outside_crop", "threshold",
+                                                      "n_outside_crop", "map", "threshold",
                                                       "threshold_mode", "val_dice")})
         table[f] = row
 
-    _write_maps(ctx, ids["test"], pred["insight"]["test"], findings)
+    first = next(iter(cands["insight"]["test"]))  # the map of a finding nothing was chosen for
+    chosen = np.stack([cands["insight"]["test"][table[f]["map"] or first][:, j]
+                       for j, f in enumerate(findings)], 1)  # (N_test, F, n, n)
+    det, con = (torch.sigmoid(t).numpy() for t in logits["insight"]["test"])
+    _write_maps(ctx, ids["test"], (score["insight"], heat["test"]["fused"], det, con, chosen),
+                findings)
     with_masks = [f for f in findings if table[f]["dice"] is not None]
     summary = {"findings_with_masks": with_masks, "findings_too_few_train_positives": too_few}
     for name in loc:
@@ -116,9 +136,14 @@ def evaluate(method: Any, ctx: MethodContext) -> dict[str, Any]:
             mean_defined(_num(v) for v in auroc[name])
     return {"findings": findings, "per_finding": table, "summary": summary,
             "val_mean_auroc": val_auroc,
-            "baselines": {"shuffled": "same heads trained on train labels permuted across studies",
-                          "constant": "the finding's mean train patch mask as every study's map"}
-            if opts.baselines else {},
+            "baselines": {"heatmap": "the paper's fused heatmap alone (no prior, no detection "
+                                     "readout)",
+                          **({"shuffled": "same heads trained on train labels permuted across "
+                                          "studies (their prior from those labels)",
+                              "label_prior": "the location prior learned from image labels as "
+                                             "every study's map (no image)",
+                              "constant": "the finding's mean train patch mask as every "
+                                          "study's map (saw masks)"} if opts.baselines else {})},
             "skipped_no_features": dict(feats.skipped),
             "masks_missing_test": {f: dict(c) for f, c in masks["test"].missing.items()}}
 
@@ -135,14 +160,13 @@ def _mask_prior(masks, y: np.ndarray) -> np.ndarray:
 
 
 def _write_maps(ctx: MethodContext, test_ids: list[str], pred: tuple, findings: list[str]) -> None:
-    score, heat, det, con = pred
+    """Per test study: score (F,), heatmap, detection, context, localisation (F, n, n)."""
+    names = ("score", "heatmap", "detection", "context", "localisation")
     for k, sid in enumerate(test_ids):
         if ctx.output.has_map(sid):
             continue
-        ctx.output.save_map(sid, {"heatmap": torch.from_numpy(heat[k]).float(),
-                                  "detection": torch.from_numpy(det[k]).float(),
-                                  "context": torch.from_numpy(con[k]).float(),
-                                  "score": torch.from_numpy(score[k]).float()},
+        ctx.output.save_map(sid, {n: torch.from_numpy(np.ascontiguousarray(a[k])).float()
+                                  for n, a in zip(names, pred, strict=True)},
                             {"findings": findings, "site": ctx.site})
 
 
@@ -151,22 +175,24 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    head = ("| finding | test pos | AUROC (shuffled) | Dice (shuffled / constant) | "
-            "IoU (constant) | pointing (constant) | scored / skipped no mask |\n"
-            "|---|---|---|---|---|---|---|\n")
+    base = ("heatmap", "label_prior", "shuffled", "constant")
+    head = ("| finding | test pos | AUROC (shuffled) | Dice | Dice: paper heatmap / label prior / "
+            "shuffled / constant | IoU (constant) | pointing (constant) | map (threshold) | "
+            "scored / skipped no mask |\n|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for name, r in metrics["per_finding"].items():
         few = "*" if r["few_positives"] else ""
         rows.append(
             f"| {name} | {r['n_pos_test']}{few} | {f(r['auroc'])} ({f(r.get('auroc_shuffled'))}) | "
-            f"{f(r['dice'])} ({f(r.get('dice_shuffled'))} / {f(r.get('dice_constant'))}) | "
+            f"{f(r['dice'])} | {' / '.join(f(r.get('dice_' + b)) for b in base)} | "
             f"{f(r['iou'])} ({f(r.get('iou_constant'))}) | "
             f"{f(r['pointing_game'])} ({f(r.get('pointing_game_constant'))}) | "
+            f"{r.get('map') or '-'} ({r.get('threshold_mode') or '-'}) | "
             f"{r['n_scored']} / {r['n_skipped_no_mask']} |")
     s = metrics["summary"]
     rows.append(f"| **mean** | | {f(s.get('mean_auroc'))} ({f(s.get('mean_auroc_shuffled'))}) | "
-                f"{f(s.get('mean_dice'))} ({f(s.get('mean_dice_shuffled'))} / "
-                f"{f(s.get('mean_dice_constant'))}) | {f(s.get('mean_iou'))} "
-                f"({f(s.get('mean_iou_constant'))}) | {f(s.get('mean_pointing_game'))} "
-                f"({f(s.get('mean_pointing_game_constant'))}) | |")
+                f"**{f(s.get('mean_dice'))}** | "
+                f"{' / '.join(f(s.get('mean_dice_' + b)) for b in base)} | "
+                f"{f(s.get('mean_iou'))} ({f(s.get('mean_iou_constant'))}) | "
+                f"{f(s.get('mean_pointing_game'))} ({f(s.get('mean_pointing_game_constant'))}) | | |")
     return head + "\n".join(rows) + "\n"

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from eval.methods import MethodRunConfig, run_method
-from eval.methods.insight import InsightOptions, predict, train_head
-from eval.methods.insight_model import smoothmax
+from eval.methods.insight import InsightOptions, localise, predict, train_head
+from eval.methods.insight_model import location_prior, smoothmax
+from eval.methods.masks import PatchMasks
 from eval.methods.localisation import best_dice_threshold, dice
 from eval.methods.metrics import auroc_per_finding
 from eval.methods.io import load_safetensors
@@ -61,6 +62,39 @@ def test_heads_localise_planted_evidence_from_image_labels_only():
     assert val_shuffled < 0.75
 
 
+def test_location_prior_is_where_positives_exceed_negatives_from_labels_only():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 2, 4, 4, generator=g)  # (N, F, n, n)
+    labels = torch.zeros(40, 2)
+    labels[:20, 0] = 1
+    labels[:, 1] = 1  # finding 1 has no negative study: no contrast to learn
+    logits[:20, 0, 2, 3] += 3.0
+    prior = location_prior(logits, labels)  # (F, n, n)
+    assert prior.shape == (2, 4, 4)
+    assert divmod(int(prior[0].argmax()), 4) == (2, 3) and prior[0, 2, 3] > 2.0
+    assert (prior[1] == 0).all()
+
+
+def test_localise_picks_per_finding_the_candidate_map_with_the_best_validation_dice():
+    g = np.random.default_rng(0)
+    tgt = np.zeros((60, 2, 4, 4))
+    for i in range(60):
+        r, c = g.integers(0, 3, 2)
+        tgt[i, 0, r:r + 2, c:c + 2] = 1.0  # finding 0 moves; finding 1 always in the corner
+    tgt[:, 1, :2, :2] = 1.0
+    good = np.stack([tgt[:, 0] + 0.3 * g.random((60, 4, 4)), 0.3 * g.random((60, 4, 4))], 1)
+    prior = np.broadcast_to(tgt[:, 1:].mean(0, keepdims=True) * [[[[0]], [[1]]]], tgt.shape)
+    cands = {"image": good, "prior": prior + 0.01 * g.random(tgt.shape)}
+    masks = PatchMasks([str(i) for i in range(60)], ["moves", "corner"], tgt, np.ones((60, 2), bool))
+    pos = np.ones((60, 2), bool)
+    va, te = slice(0, 30), slice(30, 60)
+    sub = lambda m, s: PatchMasks(m.study_ids[s], m.findings, m.fraction[s], m.known[s])  # noqa: E731
+    out = localise({k: v[va] for k, v in cands.items()}, {k: v[te] for k, v in cands.items()},
+                   sub(masks, va), sub(masks, te), pos[va], pos[te])
+    assert out["moves"]["map"] == "image" and out["corner"]["map"] == "prior"
+    assert out["moves"]["dice"] > 0.9 and out["corner"]["dice"] > 0.9
+
+
 def test_insight_run_writes_maps_metrics_and_resumes(tiny_adapter, phantom_dir, tmp_path):
     cfg = MethodRunConfig(method="insight", data=str(phantom_dir), out=str(tmp_path / "ins"),
                           model="tiny", model_options={"image_size": 112}, progress=False,
@@ -77,8 +111,10 @@ def test_insight_run_writes_maps_metrics_and_resumes(tiny_adapter, phantom_dir, 
     one, meta = load_safetensors(maps[0])
     assert one["heatmap"].shape == (len(findings), 8, 8) and meta["findings"] == findings
     assert ((one["heatmap"] >= 0) & (one["heatmap"] <= 1)).all()
+    assert one["localisation"].shape == one["heatmap"].shape
     row = next(iter(m["per_finding"].values()))
-    for key in ("auroc", "auroc_shuffled", "dice", "dice_constant", "n_skipped_no_mask", "few_positives"):
+    for key in ("auroc", "auroc_shuffled", "dice", "dice_constant", "dice_heatmap",
+                "dice_label_prior", "map", "n_skipped_no_mask", "few_positives"):
         assert key in row
     pos = sum(r["n_pos_test"] for r in m["per_finding"].values())
     counted = sum(r["n_scored"] + r["n_skipped_no_mask"] + r["n_outside_crop"]
@@ -96,6 +132,8 @@ def test_insight_run_writes_maps_metrics_and_resumes(tiny_adapter, phantom_dir, 
     ({"detect_kernel": 2}, "pass an odd kernel size"),
     ({"detect_kernel": 5, "context_kernel": 3}, "must exceed detect_kernel"),
     ({"smoothmax_r": 0}, "smoothmax_r must be > 0"),
+    ({"localise_from": ("fused", "context")}, "must name some of fused, detection"),
+    ({"prior_weights": (0.0, -1.0)}, "prior_weights .* must be >= 0"),
 ])
 def test_bad_options_name_the_fix(opts, message):
     with pytest.raises(ValueError, match=message):
