@@ -6,7 +6,8 @@
   sparsity are matched on them).
 - :func:`study_summaries`: one pass over the store; per study and encoder, each feature's
   maximum over the frontal image's patch tokens (image slot 0) and over the report tokens
-  (memory: studies x d_sae x 4 floats, e.g. 22 MB for 600 studies at d_sae 2304).
+  (memory: studies x d_sae x 4 floats, e.g. 22 MB for 600 studies at d_sae 2304); and the
+  mean residual of the same positions (the linear probe's input, studies x d_model).
 - :func:`feature_maps`: a second pass over the report-split studies only, keeping each chosen
   feature's activation on the (n_side, n_side) patch grid (memory: studies x chosen features).
 """
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -72,6 +73,9 @@ class Summaries:
     values: dict[str, dict[str, np.ndarray]]
     """encoder name -> scope (image, report) -> (N, d_sae) float32; NaN where the study has no
     rows of that scope."""
+    residuals: dict[str, np.ndarray] = field(default_factory=dict)
+    """scope -> (N, d_model) float32 mean residual over the scope's positions (the linear
+    probe's features); NaN where the study has no rows of that scope."""
 
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         index = {s: i for i, s in enumerate(self.study_ids)}
@@ -80,24 +84,29 @@ class Summaries:
 
 @torch.no_grad()
 def study_summaries(store, site: str, encoders: dict[str, object], progress: bool = True) -> Summaries:
-    """One pass over the store: per study, max over image-slot-0 rows and over report rows."""
+    """One pass over the store: per study, max over image-slot-0 rows and over report rows (each
+    encoder's features), and the mean residual of those rows."""
     ids: list[str] = []
     out: dict[str, dict[str, list[np.ndarray]]] = {n: {"image": [], "report": []} for n in encoders}
+    resid: dict[str, list[np.ndarray]] = {"image": [], "report": []}
     total = len(store.studies())
     for sid, meta, acts in tqdm(store.iter_studies(site, token_kinds=["image", "report"]),
                                 total=total, desc="bridge: summaries", disable=not progress):
         ids.append(str(sid))
         scopes = {"image": (meta["kind"] == IMAGE) & (meta["image_slot"] == 0),
                   "report": meta["kind"] == REPORT}
-        for name, enc in encoders.items():
-            for scope, keep in scopes.items():
+        for scope, keep in scopes.items():
+            x = acts[torch.from_numpy(keep)].float()  # (n_rows, d_model)
+            resid[scope].append(x.mean(0).numpy() if keep.any() else np.full(acts.shape[1], np.nan, np.float32))
+            for name, enc in encoders.items():
                 if not keep.any():
                     out[name][scope].append(np.full(enc.d_sae, np.nan, np.float32))
                     continue
-                z = enc.encode(acts[torch.from_numpy(keep)]).float()  # (n_rows, d_sae)
+                z = enc.encode(x).float()  # (n_rows, d_sae)
                 out[name][scope].append(z.max(0).values.numpy())
-    return Summaries(ids, {n: {s: np.stack(v) if v else np.zeros((0, 0), np.float32)
-                               for s, v in d.items()} for n, d in out.items()})
+    stack = (lambda v: np.stack(v) if v else np.zeros((0, 0), np.float32))
+    return Summaries(ids, {n: {s: stack(v) for s, v in d.items()} for n, d in out.items()},
+                     {s: stack(v) for s, v in resid.items()})
 
 
 @torch.no_grad()
