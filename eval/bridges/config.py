@@ -44,8 +44,8 @@ class BridgeConfig(BaseConfig):
     sample_rows: int = 8192
     """Activation rows (image + report) the random SAE's mean and sparsity are matched on."""
     probe_l2: float = 1e-2
-    """L2 penalty of the linear probe baseline (logistic for 0/1 targets, ridge for scores) on
-    standardised mean residuals, as in the recovery issue's probe."""
+    """L2 penalty of the linear-probe baselines (logistic for 0/1 targets, ridge for scores) on
+    standardised mean- and max-pooled residuals, as in the recovery issue's probe."""
     fdr: float = 0.05
     """False-discovery rate of the radiomics correlations (Benjamini-Hochberg)."""
     n_examples: int = 4

@@ -62,7 +62,8 @@ def _bars(result: dict, scope: str):
     names = list(t)
     fig = go.Figure()
     for e, label, colour in (("trained", "trained SAE", "#1f77b4"), ("random", "random SAE", "#ff7f0e"),
-                             ("probe", "linear probe", "#2ca02c")):
+                             ("probe", "linear probe (mean pool)", "#2ca02c"),
+                             ("probe_max", "linear probe (max pool)", "#98df8a")):
         fig.add_bar(x=names, y=[_headline(t[n][scope].get(e, {})) for n in names], name=label,
                     marker_color=colour)
     fig.add_scatter(x=names, y=[t[n][scope]["trained"].get("perm_q95") for n in names],
@@ -180,7 +181,7 @@ def summary_markdown(result: dict) -> str:
              f"{result['l0']['trained']:.2f} ({result['random_mode']}); {result['n_permutations']} "
              "permutations", "",
              "| source | scope | targets scored | held-out, trained | random SAE | linear probe "
-             "| permutation 95th pct | q < 0.05 trained / random / probe "
+             "(mean / max pool) | permutation 95th pct | q < 0.05 trained / random / probe (mean) "
              "| matching agreement trained / random / permutation 95th pct |",
              "|---|---|---|---|---|---|---|---|---|"]
     t, match = result["associations"]["targets"], result["associations"]["matching"]
@@ -191,7 +192,7 @@ def summary_markdown(result: dict) -> str:
             sig = (lambda e: sum((r[e].get("q_perm") or 1) < 0.05 for r in rows if e in r))
             m = match.get(src, {}).get(sc, {})
             lines.append(f"| {src} | {sc} | {len(rows)} | {_fmt(mean('trained') if rows else None)} | "
-                         f"{_fmt(mean('random') if rows else None)} | {_probe_mean(rows)} | "
+                         f"{_fmt(mean('random') if rows else None)} | {_probe_mean(rows, 'probe')} / {_probe_mean(rows, 'probe_max')} | "
                          f"{_fmt(mean('trained', 'perm_q95') if rows else None)} | "
                          f"{sig('trained')} / {sig('random')} / {sig('probe')} | "
                          f"{_fmt(m.get('trained', {}).get('mean_report_agreement'))} / "
@@ -233,9 +234,9 @@ def summary_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _probe_mean(rows: list[dict]) -> str:
+def _probe_mean(rows: list[dict], key: str) -> str:
     """Mean held-out probe AUROC / Spearman over the rows it scored (count when fewer)."""
-    vals = [_headline(r["probe"]) for r in rows if "probe" in r and _headline(r["probe"]) is not None]
+    vals = [_headline(r[key]) for r in rows if key in r and _headline(r[key]) is not None]
     if not vals:
         return "-"
     return _fmt(float(np.mean(vals))) + ("" if len(vals) == len(rows) else f" ({len(vals)})")

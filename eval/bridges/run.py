@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 from eval.bridges.associate import agreement, associate, benjamini_hochberg, match_targets, report_split
 from eval.bridges.config import SCOPES, BridgeConfig
 from eval.bridges.localise import localise, map_correlation, winners
-from eval.bridges.probe import probe_associate
-from eval.bridges.summaries import Summaries, check_sae_store, feature_maps, sample_rows, study_summaries
+from eval.bridges.probe import joint_binary_scores, probe_associate
+from eval.bridges.summaries import POOLS, Summaries, check_sae_store, feature_maps, sample_rows, study_summaries
 from eval.bridges.targets import MethodRun, Target, load_method, method_targets, study_targets
 from eval.methods.io import load_safetensors, save_safetensors_atomic
 from radinterp.config import write_json_atomic
@@ -38,8 +38,10 @@ from radinterp.errors import InputError
 
 log = logging.getLogger(__name__)
 ENCODERS = ("trained", "random")
-BASELINES = (*ENCODERS, "probe")
-"""What every association is reported for: trained SAE, random SAE, linear probe."""
+PROBES = {"probe": "mean", "probe_max": "max"}
+"""Linear-probe baseline name -> the pooling of its residual features (summaries.POOLS)."""
+BASELINES = (*ENCODERS, *PROBES)
+"""What every association is reported for: trained SAE, random SAE, linear probes."""
 
 
 class Bridge:
@@ -127,10 +129,11 @@ def _summaries(b: Bridge) -> Summaries:
     if path.exists():
         t, meta = load_safetensors(path)
         return Summaries(meta["study_ids"], {e: {s: t[f"{e}.{s}"].numpy() for s in SCOPES} for e in ENCODERS},
-                         {s: t[f"resid.{s}"].numpy() for s in SCOPES})
+                         {p: {s: t[f"resid_{p}.{s}"].numpy() for s in SCOPES} for p in POOLS})
     s = study_summaries(b.store, b.site, b.encoders, b.cfg.progress)
     tensors = {f"{e}.{sc}": torch.from_numpy(v) for e, d in s.values.items() for sc, v in d.items()}
-    tensors.update({f"resid.{sc}": torch.from_numpy(v) for sc, v in s.residuals.items()})
+    tensors.update({f"resid_{p}.{sc}": torch.from_numpy(v) for p, d in s.residuals.items()
+                    for sc, v in d.items()})
     save_safetensors_atomic(path, tensors, {"study_ids": s.study_ids, "l0": b.l0})
     return s
 
@@ -145,13 +148,19 @@ def _associations(b: Bridge, s: Summaries, targets: list[Target]) -> dict:
         return json.loads(path.read_text())
     sel, rep = s.rows(b.select_ids), s.rows(b.report_ids)
     res: dict = {"targets": {}, "matching": {}}
+    binary = [t for t in targets if t.binary]
+    joint = {(p, sc): dict(zip([t.name for t in binary], joint_binary_scores(
+        s.residuals[PROBES[p]][sc][sel], [_values(t, b.select_ids) for t in binary],
+        s.residuals[PROBES[p]][sc][rep], b.cfg.probe_l2), strict=True)) for p in PROBES for sc in SCOPES}
     for i, t in enumerate(tqdm(targets, desc="bridge: associations", disable=not b.cfg.progress)):
         ys, yr = _values(t, b.select_ids), _values(t, b.report_ids)
         res["targets"][t.name] = {"source": t.source, "binary": t.binary, **{
             sc: {**{e: associate(s.values[e][sc][sel], ys, s.values[e][sc][rep], yr, t.binary,
                                  b.cfg.n_permutations, b.cfg.seed + i) for e in ENCODERS},
-                 "probe": probe_associate(s.residuals[sc][sel], ys, s.residuals[sc][rep], yr, t.binary,
-                                          b.cfg.n_permutations, b.cfg.seed + i, b.cfg.probe_l2)}
+                 **{p: probe_associate(s.residuals[pool][sc][sel], ys, s.residuals[pool][sc][rep], yr,
+                                       t.binary, b.cfg.n_permutations, b.cfg.seed + i, b.cfg.probe_l2,
+                                       score=joint[(p, sc)].get(t.name))
+                    for p, pool in PROBES.items()}}
             for sc in SCOPES}}
     for sc in SCOPES:
         for e in BASELINES:

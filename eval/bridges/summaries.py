@@ -7,7 +7,7 @@
 - :func:`study_summaries`: one pass over the store; per study and encoder, each feature's
   maximum over the frontal image's patch tokens (image slot 0) and over the report tokens
   (memory: studies x d_sae x 4 floats, e.g. 22 MB for 600 studies at d_sae 2304); and the
-  mean residual of the same positions (the linear probe's input, studies x d_model).
+  mean and the max residual of the same positions (the linear probes' inputs, studies x d_model).
 - :func:`feature_maps`: a second pass over the report-split studies only, keeping each chosen
   feature's activation on the (n_side, n_side) patch grid (memory: studies x chosen features).
 """
@@ -25,6 +25,9 @@ from radinterp.errors import InputError
 from radinterp.store.kinds import resolve_kinds
 
 IMAGE, REPORT = (int(resolve_kinds([k])[0]) for k in ("image", "report"))
+POOLS = {"mean": lambda x: x.mean(0), "max": lambda x: x.max(0).values}
+"""How a study's residual rows (n_rows, d_model) are pooled for the linear probes: the mean (the
+recovery issue's probe) and the max (the pooling the SAE features' study scores use)."""
 
 
 def check_sae_store(sae, store, site: str | None) -> str:
@@ -73,9 +76,9 @@ class Summaries:
     values: dict[str, dict[str, np.ndarray]]
     """encoder name -> scope (image, report) -> (N, d_sae) float32; NaN where the study has no
     rows of that scope."""
-    residuals: dict[str, np.ndarray] = field(default_factory=dict)
-    """scope -> (N, d_model) float32 mean residual over the scope's positions (the linear
-    probe's features); NaN where the study has no rows of that scope."""
+    residuals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """pooling (mean, max) -> scope -> (N, d_model) float32 residual pooled over the scope's
+    positions (the linear probes' features); NaN where the study has no rows of that scope."""
 
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         index = {s: i for i, s in enumerate(self.study_ids)}
@@ -88,7 +91,7 @@ def study_summaries(store, site: str, encoders: dict[str, object], progress: boo
     encoder's features), and the mean residual of those rows."""
     ids: list[str] = []
     out: dict[str, dict[str, list[np.ndarray]]] = {n: {"image": [], "report": []} for n in encoders}
-    resid: dict[str, list[np.ndarray]] = {"image": [], "report": []}
+    resid: dict[str, dict[str, list[np.ndarray]]] = {p: {"image": [], "report": []} for p in POOLS}
     total = len(store.studies())
     for sid, meta, acts in tqdm(store.iter_studies(site, token_kinds=["image", "report"]),
                                 total=total, desc="bridge: summaries", disable=not progress):
@@ -97,7 +100,9 @@ def study_summaries(store, site: str, encoders: dict[str, object], progress: boo
                   "report": meta["kind"] == REPORT}
         for scope, keep in scopes.items():
             x = acts[torch.from_numpy(keep)].float()  # (n_rows, d_model)
-            resid[scope].append(x.mean(0).numpy() if keep.any() else np.full(acts.shape[1], np.nan, np.float32))
+            for pool in POOLS:
+                resid[pool][scope].append(POOLS[pool](x).numpy() if keep.any()
+                                          else np.full(acts.shape[1], np.nan, np.float32))
             for name, enc in encoders.items():
                 if not keep.any():
                     out[name][scope].append(np.full(enc.d_sae, np.nan, np.float32))
@@ -106,7 +111,7 @@ def study_summaries(store, site: str, encoders: dict[str, object], progress: boo
                 out[name][scope].append(z.max(0).values.numpy())
     stack = (lambda v: np.stack(v) if v else np.zeros((0, 0), np.float32))
     return Summaries(ids, {n: {s: stack(v) for s, v in d.items()} for n, d in out.items()},
-                     {s: stack(v) for s, v in resid.items()})
+                     {p: {s: stack(v) for s, v in d.items()} for p, d in resid.items()})
 
 
 @torch.no_grad()
@@ -131,5 +136,5 @@ def feature_maps(store, site: str, study_ids: Sequence[str], encoders: dict[str,
     return maps
 
 
-__all__ = ["IMAGE", "REPORT", "Summaries", "check_sae_store", "feature_maps", "sample_rows",
+__all__ = ["IMAGE", "POOLS", "REPORT", "Summaries", "check_sae_store", "feature_maps", "sample_rows",
            "study_summaries"]
