@@ -66,6 +66,10 @@ class Bridge:
                 raise InputError(f"two {run.method} runs given ({self.runs[run.method].root}, {root})",
                                  f"pass one {run.method} run per bridge")
             self.runs[run.method] = run
+            store_data = str(self.store.manifest.get("data", {}).get("path", ""))
+            if run.data and store_data and Path(run.data).resolve() != Path(store_data).resolve():
+                log.warning("%s ran on %s, the store was captured from %s: the shared study ids "
+                            "are compared as the same studies", root, run.data, store_data)
         pool = sorted({s for r in self.runs.values() for s in r.scores}) or self.store_ids
         self.report_ids = report_split(pool, cfg.report_fraction, cfg.seed)[1]
         rep = set(self.report_ids)
@@ -321,7 +325,7 @@ def run_bridge(cfg: BridgeConfig, overwrite: bool = False) -> dict:
                   "n_report": len(b.report_ids),
                   "report_from": "methods' test studies" if b.runs else "all store studies",
                   "report_ids": b.report_ids},
-        "methods": {m: {"root": str(r.root), "n_studies_with_maps": len(r.scores),
+        "methods": {m: {"root": str(r.root), "data": r.data, "n_studies_with_maps": len(r.scores),
                         "n_not_in_store": r.n_not_in_store, "n_report_missing": missing[m],
                         "names": r.names if m != "radiomics" else len(r.names)}
                     for m, r in b.runs.items()},

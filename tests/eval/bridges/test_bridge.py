@@ -177,7 +177,7 @@ def _rewrite_maps(src, dst, keep: int | None, rename: bool):
     return dst
 
 
-def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, tmp_path):
+def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, twins, tmp_path):
     with pytest.raises(InputError, match="not lm.blocks.0.resid_post|store holds sites"):
         run_bridge(_cfg(tiny_release, tmp_path / "a", [], site="lm.blocks.0.resid_post"))
     sae = tmp_path / "sae"
@@ -188,6 +188,11 @@ def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, tmp_p
     with pytest.raises(InputError, match="same model"):
         run_bridge(BridgeConfig(sae=str(sae), acts=str(tiny_release.acts), out=str(tmp_path / "b"),
                                 progress=False))
+    # studies that lack some of the store's (the twins' list holds 22 of its 24)
+    from radinterp.store.format import StoreError
+
+    with pytest.raises(StoreError, match="2 of the store's studies are not in"):
+        run_bridge(_cfg(tiny_release, tmp_path / "s", [], data=str(twins.parent / "twins.jsonl")))
     # the twins of other studies than the store holds
     other_twins = _capture_twins(tiny_release, tmp_path / "other_twins", keep=2, prefix="other-")
     with pytest.raises(InputError, match="twins of other studies"):
