@@ -17,7 +17,7 @@ def bridge_command(
     site: str = typer.Option(None, "--site", help="Store site; default: the SAE's."),
     twins: str = typer.Option(None, "--twins", help="Store of the phantoms' healthy twins "
                               "(counterfactual: feature on study vs twin)."),
-    probe_l2: float = typer.Option(1e-2, "--probe-l2", help="L2 penalty of the linear probe baseline."),
+    probe_l2: float = typer.Option(0.1, "--probe-l2", help="L2 penalty of the linear probe baseline."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, random SAE, permutations."),
     report_fraction: float = typer.Option(0.5, "--report-fraction",
                                           help="Share of the methods' test studies reported."),

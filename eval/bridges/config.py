@@ -43,7 +43,7 @@ class BridgeConfig(BaseConfig):
     """Sparsity of the random SAE: one global threshold or per-token top-k (same mean L0)."""
     sample_rows: int = 8192
     """Activation rows (image + report) the random SAE's mean and sparsity are matched on."""
-    probe_l2: float = 1e-2
+    probe_l2: float = 0.1
     """L2 penalty of the linear-probe baselines (logistic for 0/1 targets, ridge for scores) on
     standardised mean- and max-pooled residuals, as in the recovery issue's probe."""
     fdr: float = 0.05
@@ -65,7 +65,7 @@ class BridgeConfig(BaseConfig):
         if self.sample_rows < 16:
             raise ValueError(f"sample_rows {self.sample_rows} is too few; pass e.g. 8192")
         if self.probe_l2 <= 0:
-            raise ValueError(f"probe_l2 {self.probe_l2} must be > 0; pass e.g. 0.01")
+            raise ValueError(f"probe_l2 {self.probe_l2} must be > 0; pass e.g. 0.1")
         if not 0.0 < self.fdr < 1.0:
             raise ValueError(f"fdr {self.fdr} must lie in (0, 1); pass e.g. 0.05")
         if self.n_examples < 0:

@@ -254,7 +254,7 @@ def test_linear_probe_beside_every_association(tiny_release, bridge):
     y = {s: float(name.split(":", 1)[1] in study_findings(st)) for s, st in studies.items()}
     x = t["resid_mean.image"].numpy().astype(np.float64)
     score = logistic_scores(x[[rows[s] for s in sel]], np.array([y[s] for s in sel]),
-                            x[[rows[s] for s in rep]], 1e-2)
+                            x[[rows[s] for s in rep]], 0.1)
     got = targets[name]["image"]["probe"]
     assert got["auroc"] == pytest.approx(auroc_columns(score[:, None], np.array([y[s] for s in rep]) > 0.5)[0],
                                          abs=0.05)
