@@ -192,7 +192,8 @@ def summary_markdown(result: dict) -> str:
             sig = (lambda e: sum((r[e].get("q_perm") or 1) < 0.05 for r in rows if e in r))
             m = match.get(src, {}).get(sc, {})
             lines.append(f"| {src} | {sc} | {len(rows)} | {_fmt(mean('trained') if rows else None)} | "
-                         f"{_fmt(mean('random') if rows else None)} | {_probe_mean(rows, 'probe')} / {_probe_mean(rows, 'probe_max')} | "
+                         f"{_fmt(mean('random') if rows else None)} | "
+                         f"{_probe_mean(rows, 'probe')} / {_probe_mean(rows, 'probe_max')} | "
                          f"{_fmt(mean('trained', 'perm_q95') if rows else None)} | "
                          f"{sig('trained')} / {sig('random')} / {sig('probe')} | "
                          f"{_fmt(m.get('trained', {}).get('mean_report_agreement'))} / "
@@ -251,7 +252,8 @@ def _winner_lines(w: dict | None) -> list[str]:
     for f, d in w["per_finding"].items():
         out.append(f"| {f} | " + " | ".join(", ".join(d[m]) if d[m] else "-" for m in metrics) + " |")
     out.append("| **findings won** | " + " | ".join(
-        ", ".join(f"{s} {n}" for s, n in sorted(w["wins"][m].items(), key=lambda kv: -kv[1])) for m in metrics) + " |")
+        ", ".join(f"{s} {n}" for s, n in sorted(w["wins"][m].items(), key=lambda kv: -kv[1]))
+        for m in metrics) + " |")
     out.append("| **mean over common findings** | " + " | ".join(
         ", ".join(f"{s} {_fmt(v, 2)}" for s, v in w["mean"][m].items() if s != "n_common")
         + f" ({w['mean'][m]['n_common']})" for m in metrics) + " |")

@@ -289,7 +289,8 @@ def test_counterfactual_twins_and_localisation_winners(tiny_release, bridge):
     loc = r["localisation"]
     cf = loc["counterfactual"]
     assert cf["n_report_with_twin"] == sum(s in twin_ids for s in rep)
-    matched = {p["target"]: p["feature"] for p in r["associations"]["matching"]["finding"]["image"]["trained"]["pairs"]}
+    pairs = r["associations"]["matching"]["finding"]["image"]["trained"]["pairs"]
+    matched = {p["target"]: p["feature"] for p in pairs}
     checked = 0
     for f, v in cf["findings"].items():
         d = v["trained"]
@@ -298,7 +299,8 @@ def test_counterfactual_twins_and_localisation_winners(tiny_release, bridge):
         assert d["feature"] == matched[f"finding:{f}"]
         for side in ("positive", "negative"):
             e = d[side]
-            assert e["n_pairs"] + e["n_no_twin"] == (v["n_positive"] if side == "positive" else len(rep) - v["n_positive"])
+            n_side = v["n_positive"] if side == "positive" else len(rep) - v["n_positive"]
+            assert e["n_pairs"] + e["n_no_twin"] == n_side
             assert e["drop_rate"] is None or 0 <= e["drop_rate"] <= 1
         if d["positive"]["n_pairs"]:
             # the study side of a pair is the feature's max over the frontal patches (its summary)
@@ -315,7 +317,8 @@ def test_counterfactual_twins_and_localisation_winners(tiny_release, bridge):
     # winners: per finding, the source(s) with the highest pointing game
     w = loc["winners"]
     for f, d in w["per_finding"].items():
-        vals = {s: x["pointing_game"] for s, x in loc["findings"][f]["sources"].items() if x["pointing_game"] is not None}
+        vals = {s: x["pointing_game"] for s, x in loc["findings"][f]["sources"].items()
+                if x["pointing_game"] is not None}
         assert d["pointing_game"] == sorted(s for s, x in vals.items() if x == max(vals.values()))
     assert sum(w["wins"]["pointing_game"].values()) >= len(w["per_finding"])
     html = (out / "bridge.html").read_text()
