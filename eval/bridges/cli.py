@@ -1,4 +1,5 @@
-"""``radinterp bridge --sae SAE --acts ACTS --methods DIR[,DIR...] --out OUT [--data DIR]``."""
+"""``radinterp bridge --sae SAE --acts ACTS --methods DIR[,DIR...] --out OUT [--data DIR]
+[--twins STORE]``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def bridge_command(
     methods: str = typer.Option("", "--methods", help="Method run folders, comma-separated."),
     data: str = typer.Option(None, "--data", help="Studies, if they moved since capture."),
     site: str = typer.Option(None, "--site", help="Store site; default: the SAE's."),
+    twins: str = typer.Option(None, "--twins", help="Store of the phantoms' healthy twins "
+                              "(counterfactual: feature on study vs twin)."),
+    probe_l2: float = typer.Option(0.1, "--probe-l2", help="L2 penalty of the linear probe baseline."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, random SAE, permutations."),
     report_fraction: float = typer.Option(0.5, "--report-fraction",
                                           help="Share of the methods' test studies reported."),
@@ -28,8 +32,9 @@ def bridge_command(
     from eval.bridges import BridgeConfig, run_bridge
 
     cfg = BridgeConfig(sae=sae, acts=acts, out=out, methods=methods.split(","), data=data, site=site,
-                       seed=seed, report_fraction=report_fraction, n_permutations=permutations,
-                       random_mode=random_mode, n_examples=examples, progress=not no_progress)
+                       twins=twins, probe_l2=probe_l2, seed=seed, report_fraction=report_fraction,
+                       n_permutations=permutations, random_mode=random_mode, n_examples=examples,
+                       progress=not no_progress)
     result = run_bridge(cfg, overwrite=overwrite)
     split = {k: v for k, v in result["split"].items() if k != "report_ids"}
     typer.echo(json.dumps({"out": out, "split": split}, indent=2))

@@ -26,6 +26,10 @@ class BridgeConfig(BaseConfig):
     """Reference-method run folders (``radinterp method ...`` outputs) on the store's studies."""
     data: str | None = None
     """Study folder / .jsonl if it moved since capture (None: the store's manifest path)."""
+    twins: str | None = None
+    """Store of the phantoms' healthy twins (``write_twin_jsonl`` + capture, same model and
+    site, image positions): adds the counterfactual (the matched feature on the study vs on its
+    twin) and the study-minus-twin map beside the other maps. None: no counterfactual."""
     site: str | None = None
     """Store site the SAE reads (None: the SAE's own site)."""
     seed: int = 0
@@ -39,6 +43,9 @@ class BridgeConfig(BaseConfig):
     """Sparsity of the random SAE: one global threshold or per-token top-k (same mean L0)."""
     sample_rows: int = 8192
     """Activation rows (image + report) the random SAE's mean and sparsity are matched on."""
+    probe_l2: float = 0.1
+    """L2 penalty of the linear-probe baselines (logistic for 0/1 targets, ridge for scores) on
+    standardised mean- and max-pooled residuals, as in the recovery issue's probe."""
     fdr: float = 0.05
     """False-discovery rate of the radiomics correlations (Benjamini-Hochberg)."""
     n_examples: int = 4
@@ -57,6 +64,8 @@ class BridgeConfig(BaseConfig):
                              "pass threshold or topk")
         if self.sample_rows < 16:
             raise ValueError(f"sample_rows {self.sample_rows} is too few; pass e.g. 8192")
+        if self.probe_l2 <= 0:
+            raise ValueError(f"probe_l2 {self.probe_l2} must be > 0; pass e.g. 0.1")
         if not 0.0 < self.fdr < 1.0:
             raise ValueError(f"fdr {self.fdr} must lie in (0, 1); pass e.g. 0.05")
         if self.n_examples < 0:

@@ -9,6 +9,9 @@ no such concept, a silent SAE feature for the mask share) is skipped and counted
 
 For each CSR concept matched to an SAE feature: the Spearman correlation of the two maps
 over the patch grid per report study, beside the random SAE's matched feature.
+
+:func:`winners`: per finding and metric, the source(s) that localise it best, and the means
+over the findings every source scored (which method localises which finding best).
 """
 
 from __future__ import annotations
@@ -96,4 +99,38 @@ def map_correlation(study_ids: Sequence[str], a: MapFn, b: MapFn, concept: str) 
             "skipped": dict(skipped)}
 
 
-__all__ = ["MapFn", "iou_matched", "localise", "map_correlation", "mask_share"]
+WINNER_METRICS = ("pointing_game", "iou_matched", "mask_share")
+"""Localisation metrics a winner is named for (higher is better for each)."""
+
+
+def winners(findings: dict, metrics: Sequence[str] = WINNER_METRICS, tol: float = 1e-9) -> dict:
+    """From :func:`localise`'s per-finding result: ``per_finding[f][metric]`` = the best
+    source(s) (ties within ``tol`` all named; None when no source scored), ``wins[metric]``
+    = findings won per source (a tie counts for each), ``mean[metric]`` = each source's mean
+    over the ``n_common`` findings every source scored."""
+    per: dict = {}
+    wins: dict = {m: Counter() for m in metrics}
+    for f, v in findings.items():
+        if not v.get("n_with_mask"):
+            continue
+        per[f] = {}
+        for m in metrics:
+            vals = {s: d[m] for s, d in v["sources"].items() if d.get(m) is not None}
+            if not vals:
+                per[f][m] = None
+                continue
+            top = max(vals.values())
+            per[f][m] = sorted(s for s, x in vals.items() if x >= top - tol)
+            wins[m].update(per[f][m])
+    mean: dict = {}
+    for m in metrics:
+        srcs = sorted({s for f in per for s in findings[f]["sources"]})
+        common = [f for f in per if all(findings[f]["sources"][s].get(m) is not None for s in srcs)]
+        mean[m] = {"n_common": len(common), **{s: float(np.mean([findings[f]["sources"][s][m]
+                                                                for f in common])) if common else None
+                                               for s in srcs}}
+    return {"per_finding": per, "wins": {m: dict(c) for m, c in wins.items()}, "mean": mean}
+
+
+__all__ = ["MapFn", "WINNER_METRICS", "iou_matched", "localise", "map_correlation", "mask_share",
+           "winners"]

@@ -61,8 +61,10 @@ def _bars(result: dict, scope: str):
     t = result["associations"]["targets"]
     names = list(t)
     fig = go.Figure()
-    for e, colour in (("trained", "#1f77b4"), ("random", "#ff7f0e")):
-        fig.add_bar(x=names, y=[_headline(t[n][scope][e]) for n in names], name=f"{e} SAE",
+    for e, label, colour in (("trained", "trained SAE", "#1f77b4"), ("random", "random SAE", "#ff7f0e"),
+                             ("probe", "linear probe (mean pool)", "#2ca02c"),
+                             ("probe_max", "linear probe (max pool)", "#98df8a")):
+        fig.add_bar(x=names, y=[_headline(t[n][scope].get(e, {})) for n in names], name=label,
                     marker_color=colour)
     fig.add_scatter(x=names, y=[t[n][scope]["trained"].get("perm_q95") for n in names],
                     mode="markers", name="permutation 95th pct", marker={"symbol": "line-ew-open",
@@ -133,6 +135,19 @@ def _examples(result: dict, root: Path) -> str:
     return "".join(parts) or "<p>no report-split study with a mask</p>"
 
 
+def _md_table_html(lines: list[str], title: str) -> str:
+    """The markdown lines of one table (and its caption lines) as an HTML table."""
+    if not lines:
+        return ""
+    text = [ln for ln in lines if ln and not ln.startswith("|")]
+    rows = [ln.strip("|").split("|") for ln in lines if ln.startswith("|") and not ln.startswith("|---")]
+    cell = (lambda tag, c: f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>")
+    body = "".join("<tr>" + "".join(cell("th" if i == 0 else "td", c) for c in r) + "</tr>"
+                   for i, r in enumerate(rows))
+    return (f"<h2>{html.escape(title)}</h2>" + "".join(f"<p>{html.escape(t)}</p>" for t in text)
+            + f"<table border=1 cellpadding=3>{body}</table>")
+
+
 def write_html(result: dict, path: str | Path) -> Path:
     """Write bridge.html with plotly.js inline (no network request when opened)."""
     path = Path(path)
@@ -146,7 +161,12 @@ def write_html(result: dict, path: str | Path) -> Path:
             f"({result['random_mode']}); {result['n_permutations']} permutations.</p>")
     text = ("<html><head><meta charset='utf-8'><title>radinterp bridge</title></head><body>" + head
             + body[0] + "<h2>Matched pairs (Hungarian, chosen on selection)</h2>" + _pairs_table(result)
-            + "".join(body[1:]) + "<h2>Example report studies</h2>" + _examples(result, path.parent)
+            + "".join(body[1:]) + _md_table_html(_winner_lines(result["localisation"].get("winners")),
+                                                 "Which source localises which finding best")
+            + _md_table_html(_counterfactual_lines(result["localisation"].get("counterfactual")),
+                             "Counterfactual: the matched feature on the study vs its healthy twin")
+            + "<h2>Example report studies</h2><p>sae_cf: the SAE feature's map on the study minus "
+            "on its healthy twin (with --twins)</p>" + _examples(result, path.parent)
             + "</body></html>")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -164,20 +184,22 @@ def summary_markdown(result: dict) -> str:
              f"({sp['report_from']}); random SAE L0 {result['l0']['random']:.2f} vs trained "
              f"{result['l0']['trained']:.2f} ({result['random_mode']}); {result['n_permutations']} "
              "permutations", "",
-             "| source | scope | targets scored | held-out, trained | random SAE | permutation 95th pct "
-             "| q < 0.05 trained / random | matching agreement trained / random / permutation 95th pct |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| source | scope | targets scored | held-out, trained | random SAE | linear probe "
+             "(mean / max pool) | permutation 95th pct | q < 0.05 trained / random / probe (mean) "
+             "| matching agreement trained / random / permutation 95th pct |",
+             "|---|---|---|---|---|---|---|---|---|"]
     t, match = result["associations"]["targets"], result["associations"]["matching"]
     for src in sorted({v["source"] for v in t.values()}):
         for sc in ("image", "report"):
             rows = [v[sc] for v in t.values() if v["source"] == src and _headline(v[sc]["trained"]) is not None]
             mean = (lambda e, k=None: float(np.mean([(r[e].get(k) if k else _headline(r[e])) or 0 for r in rows])))
-            sig = (lambda e: sum((r[e].get("q_perm") or 1) < 0.05 for r in rows))
+            sig = (lambda e: sum((r[e].get("q_perm") or 1) < 0.05 for r in rows if e in r))
             m = match.get(src, {}).get(sc, {})
             lines.append(f"| {src} | {sc} | {len(rows)} | {_fmt(mean('trained') if rows else None)} | "
                          f"{_fmt(mean('random') if rows else None)} | "
+                         f"{_probe_mean(rows, 'probe')} / {_probe_mean(rows, 'probe_max')} | "
                          f"{_fmt(mean('trained', 'perm_q95') if rows else None)} | "
-                         f"{sig('trained')} / {sig('random')} | "
+                         f"{sig('trained')} / {sig('random')} / {sig('probe')} | "
                          f"{_fmt(m.get('trained', {}).get('mean_report_agreement'))} / "
                          f"{_fmt(m.get('random', {}).get('mean_report_agreement'))} / "
                          f"{_fmt(m.get('trained', {}).get('mean_perm_q95'))} |")
@@ -195,6 +217,8 @@ def summary_markdown(result: dict) -> str:
                      + " | ".join(_fmt(v["sources"][s]["mask_share"], 2) for s in srcs)
                      + f" | {_fmt(v['chance_mask_share'], 2)} | "
                      + " | ".join(_fmt(v["sources"][s].get("iou_matched"), 2) for s in srcs) + " |")
+    lines += _winner_lines(result["localisation"].get("winners"))
+    lines += _counterfactual_lines(result["localisation"].get("counterfactual"))
     agree = result["localisation"].get("map_agreement", {})
     if agree:
         lines += ["", "| CSR concept | map Spearman, matched SAE feature (studies) | random SAE (studies) |",
@@ -213,3 +237,50 @@ def summary_markdown(result: dict) -> str:
             lines.append(f"| {e} SAE | {r['n_tests']} | {r['n_significant']} | "
                          f"{r.get('n_sae_features_with_any', 0)} of {r['n_sae_features_tested']} |")
     return "\n".join(lines) + "\n"
+
+
+def _probe_mean(rows: list[dict], key: str) -> str:
+    """Mean held-out probe AUROC / Spearman over the rows it scored (count when fewer)."""
+    vals = [_headline(r[key]) for r in rows if key in r and _headline(r[key]) is not None]
+    if not vals:
+        return "-"
+    return _fmt(float(np.mean(vals))) + ("" if len(vals) == len(rows) else f" ({len(vals)})")
+
+
+def _winner_lines(w: dict | None) -> list[str]:
+    """Per finding, the source(s) localising it best, and each source's mean over common findings."""
+    if not w or not w["per_finding"]:
+        return []
+    metrics = list(w["mean"])
+    out = ["", "| finding | " + " | ".join(f"best {m}" for m in metrics) + " |", "|---" * (1 + len(metrics)) + "|"]
+    for f, d in w["per_finding"].items():
+        out.append(f"| {f} | " + " | ".join(", ".join(d[m]) if d[m] else "-" for m in metrics) + " |")
+    out.append("| **findings won** | " + " | ".join(
+        ", ".join(f"{s} {n}" for s, n in sorted(w["wins"][m].items(), key=lambda kv: -kv[1]))
+        for m in metrics) + " |")
+    out.append("| **mean over common findings** | " + " | ".join(
+        ", ".join(f"{s} {_fmt(v, 2)}" for s, v in w["mean"][m].items() if s != "n_common")
+        + f" ({w['mean'][m]['n_common']})" for m in metrics) + " |")
+    return out
+
+
+def _counterfactual_lines(cf: dict | None) -> list[str]:
+    """Per finding: the matched feature's drop rate, study vs healthy twin, trained vs random."""
+    if not cf:
+        return []
+    out = ["", f"counterfactual: matched feature falls by >= {cf['min_drop']:.0%} on the healthy twin "
+           f"({cf['n_report_with_twin']} report studies with a twin)", "",
+           "| finding | pairs with finding | drop rate trained | random SAE | pairs without (baseline) "
+           "| drop rate trained | random SAE |", "|---|---|---|---|---|---|---|"]
+    for f, v in cf["findings"].items():
+        t, r = v.get("trained", {}), v.get("random", {})
+        if "positive" not in t:
+            continue
+        cell = (lambda d, side: _fmt(d.get(side, {}).get("drop_rate"), 2))
+        out.append(f"| {f} | {t['positive']['n_pairs']} | {cell(t, 'positive')} | {cell(r, 'positive')} | "
+                   f"{t['negative']['n_pairs']} | {cell(t, 'negative')} | {cell(r, 'negative')} |")
+    sm = cf["summary"]
+    out.append(f"| **mean ({sm['n_findings']} findings)** | | {_fmt(sm['trained']['positive'], 2)} | "
+               f"{_fmt(sm['random']['positive'], 2)} | | {_fmt(sm['trained']['negative'], 2)} | "
+               f"{_fmt(sm['random']['negative'], 2)} |")
+    return out

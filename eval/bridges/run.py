@@ -5,6 +5,10 @@ associations.json, localisation.json, radiomics.json) as it finishes, then ``bri
 ``bridge.html``; an interrupted run resumes at the first missing part, a finished one is a
 no-op. Another run's folder is refused unless ``overwrite``.
 
+With ``twins`` (a store of the phantoms' healthy twins), the localisation part also holds the
+counterfactual: the matched feature on the study vs on its twin, and the study-minus-twin map.
+Every association has a linear-probe baseline beside the random SAE and the permutation.
+
 Splits: the *report* studies are ``report_fraction`` of the studies the method runs wrote maps
 for (their test split; all store studies when no method is given), drawn by a seeded hash;
 every other store study is for *selection*. Every feature choice (best per target, Hungarian
@@ -24,8 +28,9 @@ from tqdm.auto import tqdm
 
 from eval.bridges.associate import agreement, associate, benjamini_hochberg, match_targets, report_split
 from eval.bridges.config import SCOPES, BridgeConfig
-from eval.bridges.localise import localise, map_correlation
-from eval.bridges.summaries import Summaries, check_sae_store, feature_maps, sample_rows, study_summaries
+from eval.bridges.localise import localise, map_correlation, winners
+from eval.bridges.probe import joint_binary_scores, probe_associate
+from eval.bridges.summaries import POOLS, Summaries, check_sae_store, feature_maps, sample_rows, study_summaries
 from eval.bridges.targets import MethodRun, Target, load_method, method_targets, study_targets
 from eval.methods.io import load_safetensors, save_safetensors_atomic
 from radinterp.config import write_json_atomic
@@ -33,6 +38,10 @@ from radinterp.errors import InputError
 
 log = logging.getLogger(__name__)
 ENCODERS = ("trained", "random")
+PROBES = {"probe": "mean", "probe_max": "max"}
+"""Linear-probe baseline name -> the pooling of its residual features (summaries.POOLS)."""
+BASELINES = (*ENCODERS, *PROBES)
+"""What every association is reported for: trained SAE, random SAE, linear probes."""
 
 
 class Bridge:
@@ -57,10 +66,19 @@ class Bridge:
                 raise InputError(f"two {run.method} runs given ({self.runs[run.method].root}, {root})",
                                  f"pass one {run.method} run per bridge")
             self.runs[run.method] = run
+            store_data = str(self.store.manifest.get("data", {}).get("path", ""))
+            if run.data and store_data and Path(run.data).resolve() != Path(store_data).resolve():
+                log.warning("%s ran on %s, the store was captured from %s: the shared study ids "
+                            "are compared as the same studies", root, run.data, store_data)
         pool = sorted({s for r in self.runs.values() for s in r.scores}) or self.store_ids
         self.report_ids = report_split(pool, cfg.report_fraction, cfg.seed)[1]
         rep = set(self.report_ids)
         self.select_ids = [s for s in self.store_ids if s not in rep]
+        self.twins, self.twin_ids = None, []
+        if cfg.twins:
+            from eval.bridges.counterfactual import open_twins
+
+            self.twins, self.twin_ids = open_twins(cfg.twins, self.sae, self.site, self.store_ids)
         self._encoders: dict | None = None
 
     @property
@@ -114,10 +132,13 @@ def _summaries(b: Bridge) -> Summaries:
     path = b.out / "parts" / "summaries.safetensors"
     if path.exists():
         t, meta = load_safetensors(path)
-        return Summaries(meta["study_ids"], {e: {s: t[f"{e}.{s}"].numpy() for s in SCOPES} for e in ENCODERS})
+        return Summaries(meta["study_ids"], {e: {s: t[f"{e}.{s}"].numpy() for s in SCOPES} for e in ENCODERS},
+                         {p: {s: t[f"resid_{p}.{s}"].numpy() for s in SCOPES} for p in POOLS})
     s = study_summaries(b.store, b.site, b.encoders, b.cfg.progress)
-    save_safetensors_atomic(path, {f"{e}.{sc}": torch.from_numpy(v) for e, d in s.values.items()
-                                   for sc, v in d.items()}, {"study_ids": s.study_ids, "l0": b.l0})
+    tensors = {f"{e}.{sc}": torch.from_numpy(v) for e, d in s.values.items() for sc, v in d.items()}
+    tensors.update({f"resid_{p}.{sc}": torch.from_numpy(v) for p, d in s.residuals.items()
+                    for sc, v in d.items()})
+    save_safetensors_atomic(path, tensors, {"study_ids": s.study_ids, "l0": b.l0})
     return s
 
 
@@ -131,14 +152,22 @@ def _associations(b: Bridge, s: Summaries, targets: list[Target]) -> dict:
         return json.loads(path.read_text())
     sel, rep = s.rows(b.select_ids), s.rows(b.report_ids)
     res: dict = {"targets": {}, "matching": {}}
+    binary = [t for t in targets if t.binary]
+    joint = {(p, sc): dict(zip([t.name for t in binary], joint_binary_scores(
+        s.residuals[PROBES[p]][sc][sel], [_values(t, b.select_ids) for t in binary],
+        s.residuals[PROBES[p]][sc][rep], b.cfg.probe_l2), strict=True)) for p in PROBES for sc in SCOPES}
     for i, t in enumerate(tqdm(targets, desc="bridge: associations", disable=not b.cfg.progress)):
         ys, yr = _values(t, b.select_ids), _values(t, b.report_ids)
         res["targets"][t.name] = {"source": t.source, "binary": t.binary, **{
-            sc: {e: associate(s.values[e][sc][sel], ys, s.values[e][sc][rep], yr, t.binary,
-                              b.cfg.n_permutations, b.cfg.seed + i) for e in ENCODERS}
+            sc: {**{e: associate(s.values[e][sc][sel], ys, s.values[e][sc][rep], yr, t.binary,
+                                 b.cfg.n_permutations, b.cfg.seed + i) for e in ENCODERS},
+                 **{p: probe_associate(s.residuals[pool][sc][sel], ys, s.residuals[pool][sc][rep], yr,
+                                       t.binary, b.cfg.n_permutations, b.cfg.seed + i, b.cfg.probe_l2,
+                                       score=joint[(p, sc)].get(t.name))
+                    for p, pool in PROBES.items()}}
             for sc in SCOPES}}
     for sc in SCOPES:
-        for e in ENCODERS:
+        for e in BASELINES:
             names = list(res["targets"])
             q = benjamini_hochberg([res["targets"][n][sc][e].get("p_perm") for n in names])
             for n, v in zip(names, q, strict=True):
@@ -188,6 +217,9 @@ def _localisation(b: Bridge, assoc: dict, studies: list) -> dict:
                  for p in assoc["matching"][src]["image"][e]["pairs"]} for e in ENCODERS}
     chosen = {e: sorted(set(m.values())) for e, m in match.items()}
     maps = feature_maps(b.store, b.site, b.report_ids, b.encoders, chosen, b.cfg.progress)
+    twin_ids = [s for s in b.report_ids if s in set(b.twin_ids)]
+    twin_maps = (feature_maps(b.twins, b.site, twin_ids, b.encoders, chosen, b.cfg.progress)
+                 if b.twins is not None else None)
 
     def sae_fn(e: str, prefix: str):
         col = {f: i for i, f in enumerate(chosen[e])}
@@ -198,6 +230,15 @@ def _localisation(b: Bridge, assoc: dict, studies: list) -> dict:
                 return f"no matched {prefix} feature"
             return maps[e][sid][col[feat]] if sid in maps[e] else "no image rows"
         return fn
+
+    def cf_fn(sid: str, name: str):
+        feat = match["trained"].get(f"finding:{name}")
+        if feat is None:
+            return "no matched finding feature"
+        if sid not in maps["trained"] or sid not in twin_maps["trained"]:
+            return "no twin in --twins" if sid in maps["trained"] else "no image rows"
+        col = chosen["trained"].index(feat)
+        return np.clip(maps["trained"][sid][col] - twin_maps["trained"][sid][col], 0, None)
 
     def method_fn(run: MethodRun):
         idx = {n: i for i, n in enumerate(run.names)}
@@ -215,8 +256,21 @@ def _localisation(b: Bridge, assoc: dict, studies: list) -> dict:
     masks = load_patch_masks(rep, findings, b.geometry(), pos)
     sources = {"sae": sae_fn("trained", "finding"), "random_sae": sae_fn("random", "finding"),
                **{m: method_fn(r) for m, r in b.runs.items() if r.maps}}
+    if twin_maps is not None:
+        sources["sae_cf"] = cf_fn
     res = {"n_report_studies": len(rep), "findings": localise(masks, pos, sources),
            "mask_missing": {f: dict(c) for f, c in masks.missing.items()}, "map_agreement": {}}
+    res["winners"] = winners(res["findings"])
+    if twin_maps is not None:
+        from eval.bridges.counterfactual import summarise_drops, twin_drops
+        from eval.recovery.recovery import RecoveryConfig
+
+        cols = {e: {f: i for i, f in enumerate(chosen[e])} for e in ENCODERS}
+        drops = twin_drops(findings, pos, [s.study_id for s in rep], match, maps, twin_maps, cols,
+                           RecoveryConfig().min_drop)
+        res["counterfactual"] = {"twins": b.cfg.twins, "n_report_with_twin": len(twin_ids),
+                                 "min_drop": RecoveryConfig().min_drop, "findings": drops,
+                                 "summary": summarise_drops(drops)}
     if "csr" in b.runs:
         csr = method_fn(b.runs["csr"])
         for c in b.runs["csr"].names:
@@ -271,11 +325,15 @@ def run_bridge(cfg: BridgeConfig, overwrite: bool = False) -> dict:
                   "n_report": len(b.report_ids),
                   "report_from": "methods' test studies" if b.runs else "all store studies",
                   "report_ids": b.report_ids},
-        "methods": {m: {"root": str(r.root), "n_studies_with_maps": len(r.scores),
+        "methods": {m: {"root": str(r.root), "data": r.data, "n_studies_with_maps": len(r.scores),
                         "n_not_in_store": r.n_not_in_store, "n_report_missing": missing[m],
                         "names": r.names if m != "radiomics" else len(r.names)}
                     for m, r in b.runs.items()},
         "associations": assoc, "localisation": loc, "radiomics": rad}
+    if b.twins is not None:
+        result["twins"] = {"root": cfg.twins, "n_studies": len(b.twins.studies()),
+                           "n_in_store": len(b.twin_ids),
+                           "n_report_without_twin": sum(s not in set(b.twin_ids) for s in b.report_ids)}
     write_json_atomic(b.out / "bridge.json", result)
     write_html(result, b.out / "bridge.html")
     (b.out / "bridge.md").write_text(summary_markdown(result))

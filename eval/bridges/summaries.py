@@ -6,7 +6,8 @@
   sparsity are matched on them).
 - :func:`study_summaries`: one pass over the store; per study and encoder, each feature's
   maximum over the frontal image's patch tokens (image slot 0) and over the report tokens
-  (memory: studies x d_sae x 4 floats, e.g. 22 MB for 600 studies at d_sae 2304).
+  (memory: studies x d_sae x 4 floats, e.g. 22 MB for 600 studies at d_sae 2304); and the
+  mean and the max residual of the same positions (the linear probes' inputs, studies x d_model).
 - :func:`feature_maps`: a second pass over the report-split studies only, keeping each chosen
   feature's activation on the (n_side, n_side) patch grid (memory: studies x chosen features).
 """
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from radinterp.errors import InputError
 from radinterp.store.kinds import resolve_kinds
 
 IMAGE, REPORT = (int(resolve_kinds([k])[0]) for k in ("image", "report"))
+POOLS = {"mean": lambda x: x.mean(0), "max": lambda x: x.max(0).values}
+"""How a study's residual rows (n_rows, d_model) are pooled for the linear probes: the mean (the
+recovery issue's probe) and the max (the pooling the SAE features' study scores use)."""
 
 
 def check_sae_store(sae, store, site: str | None) -> str:
@@ -72,6 +76,9 @@ class Summaries:
     values: dict[str, dict[str, np.ndarray]]
     """encoder name -> scope (image, report) -> (N, d_sae) float32; NaN where the study has no
     rows of that scope."""
+    residuals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """pooling (mean, max) -> scope -> (N, d_model) float32 residual pooled over the scope's
+    positions (the linear probes' features); NaN where the study has no rows of that scope."""
 
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         index = {s: i for i, s in enumerate(self.study_ids)}
@@ -80,24 +87,31 @@ class Summaries:
 
 @torch.no_grad()
 def study_summaries(store, site: str, encoders: dict[str, object], progress: bool = True) -> Summaries:
-    """One pass over the store: per study, max over image-slot-0 rows and over report rows."""
+    """One pass over the store: per study, max over image-slot-0 rows and over report rows (each
+    encoder's features), and the mean residual of those rows."""
     ids: list[str] = []
     out: dict[str, dict[str, list[np.ndarray]]] = {n: {"image": [], "report": []} for n in encoders}
+    resid: dict[str, dict[str, list[np.ndarray]]] = {p: {"image": [], "report": []} for p in POOLS}
     total = len(store.studies())
     for sid, meta, acts in tqdm(store.iter_studies(site, token_kinds=["image", "report"]),
                                 total=total, desc="bridge: summaries", disable=not progress):
         ids.append(str(sid))
         scopes = {"image": (meta["kind"] == IMAGE) & (meta["image_slot"] == 0),
                   "report": meta["kind"] == REPORT}
-        for name, enc in encoders.items():
-            for scope, keep in scopes.items():
+        for scope, keep in scopes.items():
+            x = acts[torch.from_numpy(keep)].float()  # (n_rows, d_model)
+            for pool in POOLS:
+                resid[pool][scope].append(POOLS[pool](x).numpy() if keep.any()
+                                          else np.full(acts.shape[1], np.nan, np.float32))
+            for name, enc in encoders.items():
                 if not keep.any():
                     out[name][scope].append(np.full(enc.d_sae, np.nan, np.float32))
                     continue
-                z = enc.encode(acts[torch.from_numpy(keep)]).float()  # (n_rows, d_sae)
+                z = enc.encode(x).float()  # (n_rows, d_sae)
                 out[name][scope].append(z.max(0).values.numpy())
-    return Summaries(ids, {n: {s: np.stack(v) if v else np.zeros((0, 0), np.float32)
-                               for s, v in d.items()} for n, d in out.items()})
+    stack = (lambda v: np.stack(v) if v else np.zeros((0, 0), np.float32))
+    return Summaries(ids, {n: {s: stack(v) for s, v in d.items()} for n, d in out.items()},
+                     {p: {s: stack(v) for s, v in d.items()} for p, d in resid.items()})
 
 
 @torch.no_grad()
@@ -122,5 +136,5 @@ def feature_maps(store, site: str, study_ids: Sequence[str], encoders: dict[str,
     return maps
 
 
-__all__ = ["IMAGE", "REPORT", "Summaries", "check_sae_store", "feature_maps", "sample_rows",
+__all__ = ["IMAGE", "POOLS", "REPORT", "Summaries", "check_sae_store", "feature_maps", "sample_rows",
            "study_summaries"]

@@ -65,6 +65,8 @@ class MethodRun:
     """Study id -> (len(names), n_side, n_side) maps (csr, insight)."""
     n_not_in_store: int = 0
     """Studies with maps that the store does not hold (skipped)."""
+    data: str | None = None
+    """The study folder / .jsonl the method was run on (its cfg.json)."""
 
 
 def load_method(root: str | Path, store_ids: set[str], progress: bool = False) -> MethodRun:
@@ -75,7 +77,8 @@ def load_method(root: str | Path, store_ids: set[str], progress: bool = False) -
     if not (root / CFG).is_file() or not (root / METRICS).is_file():
         raise InputError(f"{root} is not a finished reference-method run (no cfg.json / metrics.json)",
                          f"run `radinterp method NAME --data DATA --out {root}` first")
-    method = str(json.loads((root / CFG).read_text()).get("method", ""))
+    cfg = json.loads((root / CFG).read_text())
+    method = str(cfg.get("method", ""))
     if method not in MAP_KEYS:
         raise InputError(f"{root} holds a {method!r} run, which the bridge does not read",
                          f"pass runs of {', '.join(MAP_KEYS)}")
@@ -83,7 +86,7 @@ def load_method(root: str | Path, store_ids: set[str], progress: bool = False) -
     files = sorted((root / MAPS).glob("*.safetensors"))
     if not files:
         raise InputError(f"{root} holds no per-study maps", f"rerun the {method} method into it")
-    run = MethodRun(method, root, [])
+    run = MethodRun(method, root, [], data=cfg.get("data"))
     for path in tqdm(files, desc=f"bridge: {method} maps", disable=not progress):
         tensors, meta = load_safetensors(path)
         sid = str(meta.get("study_id"))

@@ -59,6 +59,39 @@ def bridge_cfg(release: TinyRelease, out, methods, **kw):
                         methods=[str(m) for m in methods], **opts)
 
 
+def capture_twins(tiny_release, root, drop: set[str] | None = None, keep: int | None = None, prefix: str = ""):
+    """Healthy twins of the phantoms (the first ``keep``, less ``drop``; ids prefixed), captured
+    like the store."""
+    from eval.recovery.counterfactual import write_twin_jsonl
+    from radinterp.capture.config import CaptureConfig
+    from radinterp.capture.runner import run_capture
+    from radinterp.data.sources import open_studies
+    from radinterp.data.study import Study
+    from radinterp.store import open_store
+
+    studies = [s for s in sorted(open_studies(tiny_release.phantoms), key=lambda s: s.study_id)[:keep]
+               if s.study_id not in (drop or set())]
+    studies = [Study(prefix + s.study_id, frontal=s.frontal, indication=s.indication, meta=s.meta)
+               for s in studies]
+    jsonl = write_twin_jsonl(studies, root / "twins.jsonl")
+    run_capture(CaptureConfig(data=str(jsonl), out=str(root / "acts"), model="tiny",
+                              sites=open_store(tiny_release.acts).sites, image_size=112, progress=False,
+                              batch_size=8, token_filter="image", with_report=False))
+    return root / "acts"
+
+
+@pytest.fixture(scope="session")
+def bridge_twins(tiny_release, tmp_path_factory) -> Path:
+    """Twins of the store's studies, less two report studies (counted, not scored)."""
+    from eval.bridges.associate import report_split
+    from eval.methods.splits import make_split
+    from radinterp.store import open_store
+
+    test = make_split([str(s) for s in open_store(tiny_release.acts).studies()], BRIDGE_SPLIT, 0).test
+    return capture_twins(tiny_release, tmp_path_factory.mktemp("twins"),
+                         drop=set(report_split(sorted(test), 0.6, 0)[1][:2]))
+
+
 @pytest.fixture(scope="session")
 def bridge_methods(tiny_release, tiny_adapter, tmp_path_factory) -> Path:
     from eval.methods import MethodRunConfig, run_method
@@ -74,10 +107,11 @@ def bridge_methods(tiny_release, tiny_adapter, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bridge_run(tiny_release, bridge_methods, tmp_path_factory) -> tuple[Path, dict]:
+def bridge_run(tiny_release, bridge_methods, bridge_twins, tmp_path_factory) -> tuple[Path, dict]:
     """(out folder, bridge.json) of the bridge with CSR and INSIGHT."""
     from eval.bridges import run_bridge
 
     out = tmp_path_factory.mktemp("bridge") / "out"
     return out, run_bridge(bridge_cfg(tiny_release, out, [bridge_methods / "csr",
-                                                          bridge_methods / "insight"]))
+                                                          bridge_methods / "insight"],
+                                       twins=str(bridge_twins)))

@@ -15,7 +15,7 @@ from eval.bridges.associate import report_split, spearman_columns
 from eval.methods.io import load_safetensors, save_safetensors_atomic
 from radinterp.errors import InputError
 from radinterp.metrics import auroc_columns
-from tests.eval.conftest import BRIDGE_SPLIT, bridge_cfg
+from tests.eval.conftest import BRIDGE_SPLIT, bridge_cfg, capture_twins
 
 SPLIT = BRIDGE_SPLIT
 _cfg = bridge_cfg
@@ -29,6 +29,11 @@ def methods(bridge_methods):
 @pytest.fixture(scope="module")
 def bridge(bridge_run):
     return bridge_run
+
+
+@pytest.fixture(scope="module")
+def twins(bridge_twins):
+    return bridge_twins
 
 
 def test_bridge_numbers_are_held_out_and_recomputable(tiny_release, bridge):
@@ -130,7 +135,7 @@ def _rewrite_maps(src, dst, keep: int | None, rename: bool):
     return dst
 
 
-def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, tmp_path):
+def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, twins, tmp_path):
     with pytest.raises(InputError, match="not lm.blocks.0.resid_post|store holds sites"):
         run_bridge(_cfg(tiny_release, tmp_path / "a", [], site="lm.blocks.0.resid_post"))
     sae = tmp_path / "sae"
@@ -141,6 +146,17 @@ def test_bad_input_errors_and_counted_skips(tiny_release, methods, bridge, tmp_p
     with pytest.raises(InputError, match="same model"):
         run_bridge(BridgeConfig(sae=str(sae), acts=str(tiny_release.acts), out=str(tmp_path / "b"),
                                 progress=False))
+    # studies that lack some of the store's (the twins' list holds 22 of its 24)
+    from radinterp.store.format import StoreError
+
+    with pytest.raises(StoreError, match="2 of the store's studies are not in"):
+        run_bridge(_cfg(tiny_release, tmp_path / "s", [], data=str(twins.parent / "twins.jsonl")))
+    # the twins of other studies than the store holds
+    other_twins = capture_twins(tiny_release, tmp_path / "other_twins", keep=2, prefix="other-")
+    with pytest.raises(InputError, match="twins of other studies"):
+        run_bridge(_cfg(tiny_release, tmp_path / "t", [], twins=str(other_twins)))
+    with pytest.raises(InputError, match="--twins .* does not exist"):
+        run_bridge(_cfg(tiny_release, tmp_path / "t2", [], twins=str(tmp_path / "nowhere")))
     other = _rewrite_maps(methods / "csr", tmp_path / "other", None, rename=True)
     with pytest.raises(InputError, match="other studies"):
         run_bridge(_cfg(tiny_release, tmp_path / "c", [other]))
@@ -172,3 +188,99 @@ def test_iou_at_matched_area_and_mask_share():
     heat[1, 2] = 0.5  # the second-highest patch now misses the mask
     assert iou_matched(heat, target) == pytest.approx(1 / 3)
     assert iou_matched(np.zeros((4, 4)), target) is None and mask_share(np.zeros((4, 4)), target) is None
+
+
+def test_linear_probe_beside_every_association(tiny_release, bridge):
+    from eval.bridges.probe import logistic_scores, ridge_scores
+    from eval.methods.masks import study_findings
+    from radinterp.data.sources import open_studies
+    from radinterp.store import open_store
+
+    out, r = bridge
+    t, meta = load_safetensors(out / "parts" / "summaries.safetensors")
+    rows = {s: i for i, s in enumerate(meta["study_ids"])}
+    rep = r["split"]["report_ids"]
+    sel = [s for s in meta["study_ids"] if s not in set(rep)]
+    targets = r["associations"]["targets"]
+    assert all({"probe", "probe_max"} <= set(v[sc]) for v in targets.values() for sc in ("image", "report"))
+    # a planted finding's probe AUROC: logistic regression on the selection studies' mean image
+    # residual, scored on the report studies (recomputed here from the saved residuals; the
+    # bridge fits the 0/1 targets jointly, whose optimum is each column's own)
+    studies = {s.study_id: s for s in open_studies(tiny_release.phantoms)}
+    name = next(n for n, v in targets.items()
+                if n.startswith("finding:") and v["image"]["probe"].get("auroc") is not None)
+    y = {s: float(name.split(":", 1)[1] in study_findings(st)) for s, st in studies.items()}
+    x = t["resid_mean.image"].numpy().astype(np.float64)
+    score = logistic_scores(x[[rows[s] for s in sel]], np.array([y[s] for s in sel]),
+                            x[[rows[s] for s in rep]], 0.1)
+    got = targets[name]["image"]["probe"]
+    assert got["auroc"] == pytest.approx(auroc_columns(score[:, None], np.array([y[s] for s in rep]) > 0.5)[0],
+                                         abs=0.05)
+    assert {"perm_q95", "p_perm", "q_perm"} <= set(got)
+    # the residual is the mean over the frontal image's patch rows
+    store = open_store(r["acts"])
+    m = store.study_rows(sel[0], token_kinds=["image"])
+    acts = store.study_acts(r["site"], sel[0], token_kinds=["image"])[torch.from_numpy(m["image_slot"] == 0)]
+    torch.testing.assert_close(t["resid_mean.image"][rows[sel[0]]], acts.float().mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(t["resid_max.image"][rows[sel[0]]], acts.float().max(0).values)
+    # the ridge probe of continuous targets reads out a linear signal on held-out rows
+    rng = np.random.default_rng(0)
+    xs, w = rng.normal(size=(80, 40)), rng.normal(size=40)
+    pred = ridge_scores(xs[:60], xs[:60] @ w, xs[60:], 1e-3)
+    assert spearman_columns(pred[:, None], xs[60:] @ w)[0] > 0.95
+    assert "linear probe" in (out / "bridge.md").read_text()
+
+
+def test_counterfactual_twins_and_localisation_winners(tiny_release, bridge):
+    from eval.methods.masks import study_findings
+    from radinterp.data.sources import open_studies
+    from radinterp.store import open_store
+
+    out, r = bridge
+    found = {s.study_id: study_findings(s) for s in open_studies(tiny_release.phantoms)}
+    t, meta = load_safetensors(out / "parts" / "summaries.safetensors")
+    rows = {s: i for i, s in enumerate(meta["study_ids"])}
+    rep = r["split"]["report_ids"]
+    twin_ids = [str(s) for s in open_store(r["twins"]["root"]).studies()]
+    assert r["twins"]["n_in_store"] == len(twin_ids) == 22
+    assert r["twins"]["n_report_without_twin"] == sum(s not in twin_ids for s in rep) == 2
+    loc = r["localisation"]
+    cf = loc["counterfactual"]
+    assert cf["n_report_with_twin"] == sum(s in twin_ids for s in rep)
+    pairs = r["associations"]["matching"]["finding"]["image"]["trained"]["pairs"]
+    matched = {p["target"]: p["feature"] for p in pairs}
+    checked = 0
+    for f, v in cf["findings"].items():
+        d = v["trained"]
+        if "positive" not in d:
+            continue
+        assert d["feature"] == matched[f"finding:{f}"]
+        for side in ("positive", "negative"):
+            e = d[side]
+            n_side = v["n_positive"] if side == "positive" else len(rep) - v["n_positive"]
+            assert e["n_pairs"] + e["n_no_twin"] == n_side
+            assert e["drop_rate"] is None or 0 <= e["drop_rate"] <= 1
+        if d["positive"]["n_pairs"]:
+            # the study side of a pair is the feature's max over the frontal patches (its summary)
+            pos = [s for s in rep if f in found[s] and s in twin_ids]
+            want = t["trained.image"].numpy()[[rows[s] for s in pos], d["feature"]].mean()
+            assert d["positive"]["mean_study"] == pytest.approx(float(want), rel=1e-4, abs=1e-6)
+            assert d["positive"]["mean_twin"] >= 0
+            checked += 1
+    assert checked
+    # the study-minus-twin map is a map source; report studies without a twin are counted skips
+    cf_src = [v["sources"]["sae_cf"] for v in loc["findings"].values() if v["n_with_mask"]]
+    assert sum(s["skipped"].get("no twin in --twins", 0) for s in cf_src) > 0
+    assert sum(s["n_scored"] for s in cf_src) > 0
+    # winners: per finding, the source(s) with the highest pointing game
+    w = loc["winners"]
+    for f, d in w["per_finding"].items():
+        vals = {s: x["pointing_game"] for s, x in loc["findings"][f]["sources"].items()
+                if x["pointing_game"] is not None}
+        assert d["pointing_game"] == sorted(s for s, x in vals.items() if x == max(vals.values()))
+    assert sum(w["wins"]["pointing_game"].values()) >= len(w["per_finding"])
+    html = (out / "bridge.html").read_text()
+    assert "healthy twin" in html and "localises which finding best" in html
+    assert any("sae_cf" in ex["images"] for ex in loc["examples"])
+    md = (out / "bridge.md").read_text()
+    assert "findings won" in md and "drop rate trained" in md
