@@ -57,7 +57,7 @@ def test_autointerp_notebook(tmp_path):
     assert [r[0] for r in ns["rows"]][:1] == ["enrichment/planted"]
     assert {t.name for t in ns["fig"].data} == {"trained SAE", "random SAE (same shape, L0)"}
     assert all(len(t.x) == len(ns["rows"]) for t in ns["fig"].data)
-    assert all(r["explanation"] for r in ns["explained"])  # enrichment names every latent
+    assert all(r["explanation"] and r["baseline_latent"] is not None for r in ns["explained"])
     report = tmp_path / ns["report"]
     assert report.is_file() and (report.parent / "plotly.min.js").is_file()
     assert ns["llm_cfg"].needs_llm and not (tmp_path / ns["llm_cfg"].out).exists()  # shown, not run
