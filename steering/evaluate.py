@@ -245,14 +245,15 @@ def select_by_generation(env, cfg: SteerConfig, done: dict, fh) -> None:
     arms, studies_of = steered_candidate_arms(env, cfg, coef, STEERED_STUDIES)
     run_arms(env.res, arms, studies_of, "select", cfg, done, fh)
     for finding, cands in env.candidates.items():
+        n_studies = 0
         for c in cands:
             a = next(a for a in arms if a.target == finding and a.feature == c.feature)
             recs = [done[("select", a.key, s.study_id)] for s in studies_of[a.key]]
-            c.steered_rate = _rate(recs, finding)
+            c.steered_rate, n_studies = _rate(recs, finding), len(recs)
         best = max(cands, key=lambda c: (c.steered_rate or 0.0, c.auroc_select))
         env.features_for[finding]["steered"] = best.feature
         env.selection_info[finding] = {"picked": env.features_for[finding], "steered_coef": coef,
-                                       "steered_studies": len(studies_of[arms[0].key]) if arms else 0,
+                                       "steered_studies": n_studies,
                                        "candidates": [vars(c) for c in cands]}
         log.info("%s: steered selection picks %d (rates %s)", finding, best.feature,
                  [(c.feature, c.steered_rate) for c in cands])

@@ -174,8 +174,9 @@ def _select_per_site(env: Env, cfg) -> None:
     for finding in cfg.findings:
         pick_ = tuple(per_site[r.site][finding][0].feature for r in env.resources)
         env.features_for[finding] = {"auroc": pick_}
-        env.selection_info[finding] = {"picked": {"auroc": list(pick_)},
-                                       "per_site": {site: [vars(c) for c in v[finding]] for site, v in per_site.items()}}
+        env.selection_info[finding] = {
+            "picked": {"auroc": list(pick_)},
+            "per_site": {site: [vars(c) for c in v[finding]] for site, v in per_site.items()}}
         log.info("%s: features %s at %s", finding, pick_, [r.site for r in env.resources])
 
 
