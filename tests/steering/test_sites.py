@@ -115,3 +115,27 @@ def test_n_with_draws_studies_with_the_finding(demo, store_dir, sae_dir, phantom
     count = lambda env: sum(is_positive(s.labels, lab) for sp in env.splits.values() for s in sp)  # noqa: E731
     assert count(more) == n_pos and count(more) >= count(base)
     assert sum(len(v) for v in more.splits.values()) == 2 + n_pos - count(base)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--layers", "15,15"], "names a layer twice"),
+    (["--layers", "14,15"], "effect and steered generate at one site"),  # default selection auroc,effect
+    (["--layers", "14,15", "--selection", "auroc"], "no SAE trained at lm.blocks.14"),  # one SAE, two layers
+    (["--layers", "14,15", "--selection", "auroc", "--feature", "3", "--sae2"], "each layer has its own SAE"),
+])
+def test_bad_layers_fail_in_one_line(phantom_dir, saes2, tmp_path, args, says):
+    import typer
+    from typer.testing import CliRunner
+
+    from steering.cli import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)
+    sae = ",".join(saes2) if "--sae2" in args else saes2[1]
+    args = [a for a in args if a != "--sae2"]
+    res = CliRunner().invoke(app, ["steer", "--data", str(phantom_dir), "--out", str(tmp_path / "o"),
+                                   "--sae", sae, "--method", "add", "--finding", "Edema", *args])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], res.output
+    assert not (tmp_path / "o" / "generations.jsonl").exists()
