@@ -11,20 +11,7 @@ from steering.evaluate import SteerConfig, run_steering
 from steering.methods import SteerSpec
 from steering.sites import build_at, merge, random_at
 
-from .conftest import N_STORE, SITE, make_sae
-
-SITE14 = "lm.blocks.14.resid_post"
-
-
-@pytest.fixture(scope="module")
-def store2(demo, phantom_dir, tmp_path_factory):
-    """The store's studies at layers 14 and 15."""
-    from radinterp.capture import CaptureConfig, run_capture
-
-    out = tmp_path_factory.mktemp("steer2") / "acts"
-    run_capture(CaptureConfig(model="demo", data=str(phantom_dir), out=str(out), sites=[SITE14, SITE],
-                              dtype="float32", max_studies=N_STORE, token_filter="all", progress=False), adapter=demo)
-    return out
+from .conftest import N_STORE, SITE, SITE14, make_sae
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +41,11 @@ def _auroc_label(store_dir) -> str:
     pytest.skip("no label on both sides of the store's split")
 
 
-def test_layers_edit_every_site_with_its_own_scale(demo, store2, saes2, phantom_dir, tmp_path):
-    finding = _auroc_label(store2)
-    cfg = SteerConfig(data=str(phantom_dir), out=str(tmp_path / "out"), sae=",".join(saes2), acts=str(store2),
+def test_layers_edit_every_site_with_its_own_scale(demo, store_dir, saes2, phantom_dir, tmp_path):
+    finding = _auroc_label(store_dir)
+    cfg = SteerConfig(data=str(phantom_dir), out=str(tmp_path / "out"), sae=",".join(saes2), acts=str(store_dir),
                       sites=[SITE14, SITE], findings=[finding], methods=["add"], coefs=[1.0],
-                      selection=["auroc"], n=4, n_random=1, max_new_tokens=2, batch_size=32, progress=False)
+                      selection=["auroc"], n=2, n_random=1, max_new_tokens=2, batch_size=32, progress=False)
     result = run_steering(cfg, adapter=demo)
     assert result["sites"] == [SITE14, SITE] and set(result["stats"]) == {SITE14, SITE}
     assert result["stats"][SITE14] != result["stats"][SITE]  # each site's own typical norm
@@ -84,7 +71,7 @@ def test_layers_edit_every_site_with_its_own_scale(demo, store2, saes2, phantom_
 def test_steered_selection_generates_each_candidate_and_picks_one(demo, store_dir, sae_dir, phantom_dir, tmp_path):
     finding = _auroc_label(store_dir)
     cfg = SteerConfig(data=str(phantom_dir), out=str(tmp_path / "out"), sae=str(sae_dir), acts=str(store_dir),
-                      findings=[finding], methods=["add"], coefs=[1.0], selection=["auroc", "steered"], n=4,
+                      findings=[finding], methods=["add"], coefs=[1.0], selection=["auroc", "steered"], n=2,
                       n_random=1, max_new_tokens=2, batch_size=48, progress=False)
     result = run_steering(cfg, adapter=demo)
     info = result["selection"][finding]
