@@ -33,10 +33,13 @@ from radinterp.labels import ALL_LABELS, is_positive, label_report
 from steering.arms import Arm, plan_arms
 from steering.methods import METHODS, WHERE, Resources
 from steering.scoring import continuation_logprobs, segmented
+from steering.selection import SELECTIONS
 
 log = logging.getLogger(__name__)
 
 GENERATIONS, RESULT, HTML, DONE = "generations.jsonl", "steering.json", "steering.html", "COMPLETE"
+STEERED_COEF = 1.0
+"""``steered`` selection generates each candidate at the sweep's coefficient nearest this."""
 
 
 @dataclass
@@ -56,6 +59,10 @@ class SteerConfig(BaseConfig):
     studies are left out of the evaluation."""
     site: str | None = None
     """Canonical site; default: the SAE's (or the store's only site)."""
+    sites: list[str] = field(default_factory=list)
+    """Several sites steered at once (``--layers 10,15``): the same method at each, with each
+    site's own scale, direction and SAE (``sae``: one folder per site, comma-separated);
+    overrides ``site``."""
     features: list[int] = field(default_factory=list)
     """SAE latents to steer with (``--feature``)."""
     findings: list[str] = field(default_factory=list)
@@ -67,9 +74,12 @@ class SteerConfig(BaseConfig):
     where: str = "image"
     """Positions edited: all, image, prompt, generated."""
     selection: list[str] = field(default_factory=lambda: ["auroc", "effect"])
-    """How ``--finding`` picks a feature: auroc, effect (both: each evaluated)."""
+    """How ``--finding`` picks a feature: auroc, effect, steered (each one listed is evaluated)."""
     n: int = 24
     """Held-out studies used (split in half: selection / test)."""
+    n_with: int = 0
+    """Held-out studies *with* each target finding drawn beside the ``n`` (from the rest of
+    ``data``, split like them), so ``ablate`` has studies to remove the finding from."""
     n_random: int = 2
     """Random directions of equal norm per coefficient."""
     max_new_tokens: int = 64
@@ -98,8 +108,14 @@ class SteerConfig(BaseConfig):
         if not all(math.isfinite(c) for c in self.coefs) or not self.coefs:
             raise InputError(f"coefficients {self.coefs} are not all finite", "pass finite --coef values, e.g. 0.5,1,2")
         self.selection = [s for s in self.selection if s]
-        if [s for s in self.selection if s not in ("auroc", "effect")]:
-            raise InputError(f"unknown selection {self.selection}", "use auroc, effect or auroc,effect")
+        if [s for s in self.selection if s not in SELECTIONS]:
+            raise InputError(f"unknown selection {self.selection}", f"use a comma list of: {', '.join(SELECTIONS)}")
+        if len(self.sites) > 1 and [s for s in self.selection if s != "auroc"] and self.findings \
+                and any(m in ("add", "clamp", "ablate") for m in self.methods):
+            raise InputError(f"selection {self.selection} with several sites (effect and steered generate at one site)",
+                             "pass --selection auroc or one layer")
+        if self.n_with < 0:
+            raise InputError(f"n_with {self.n_with} is negative", "pass --n-with 0 or more")
         if self.n < 2 or self.batch_size < 1 or self.max_new_tokens < 1 or self.n_random < 0:
             raise InputError("n must be >= 2, batch_size and max_new_tokens >= 1, n_random >= 0",
                              "pass e.g. --n 24")
@@ -125,23 +141,27 @@ def read_records(path: Path) -> dict[tuple[str, str, str], dict]:
 
 def run_arms(res: Resources, arms: list[Arm], studies_of: dict[str, list], split: str, cfg: SteerConfig,
              done: dict, fh) -> None:
-    """Generate every (arm, study) of ``split`` not in ``done``; append records to ``fh``."""
+    """Generate every (arm, study) of ``split`` not in ``done``; append records to ``fh``.
+    Arms may edit several sites (``steering.sites``): each site gets its own segmented edit."""
+    sites = list(dict.fromkeys(site for a in arms if a.steering for site in a.steering.edits))
     decode = DecodeConfig(max_new_tokens=cfg.max_new_tokens)
     todo = [(a, s) for a in arms for s in studies_of[a.key] if (split, a.key, s.study_id) not in done]
     adapter = res.adapter
     bar = tqdm(total=len(todo), desc=f"steer {split}", unit="report", disable=not cfg.progress)
     for lo in range(0, len(todo), cfg.batch_size):
         chunk = todo[lo:lo + cfg.batch_size]
-        parts, items = [], []
+        parts: dict[str, list] = {site: [] for site in sites}
+        items = []
         for a, s in chunk:
             st = a.steering.items([s])[0] if a.steering else s
             items.append(adapter.build_inputs(st))
-            fn = a.steering.edits.get(res.site) if a.steering else None
-            if parts and parts[-1][1] is fn:
-                parts[-1] = (parts[-1][0] + 1, fn)
-            else:
-                parts.append((1, fn))
-        edits = {res.site: segmented(parts)} if any(fn for _, fn in parts) else None
+            for site, seg in parts.items():  # runs of rows with one edit (or none) at each site
+                fn = a.steering.edits.get(site) if a.steering else None
+                if seg and seg[-1][1] is fn:
+                    seg[-1] = (seg[-1][0] + 1, fn)
+                else:
+                    seg.append((1, fn))
+        edits = {site: segmented(seg) for site, seg in parts.items() if any(fn for _, fn in seg)} or None
         gen = generate(adapter, items, decode, batch_size=len(items), edits=edits)
         # perplexity under the unsteered model, after the unsteered prompt
         plain = [adapter.build_inputs(s) for _, s in chunk]
@@ -217,8 +237,38 @@ def choose_coefs(rows: list[dict]) -> dict[str, float | None]:
     return {k: v[1] for k, v in best.items()}
 
 
+def select_by_generation(env, cfg: SteerConfig, done: dict, fh) -> None:
+    """``steered`` selection: each finding's AUROC candidates added at ``STEERED_COEF`` (or the
+    sweep's coefficient nearest it) on the first ``STEERED_STUDIES`` selection-split studies
+    without the finding; the one whose reports state the finding most often wins (ties: the
+    better selection AUROC). Its reports are the sweep's own arm records (same key), reused."""
+    from steering.arms import steered_candidate_arms
+    from steering.setup import STEERED_STUDIES
+
+    if "steered" not in cfg.selection or not env.candidates:
+        return
+    coef = min(cfg.coefs, key=lambda c: (abs(c - STEERED_COEF), -c))
+    arms, studies_of = steered_candidate_arms(env, cfg, coef, STEERED_STUDIES)
+    run_arms(env.res, arms, studies_of, "select", cfg, done, fh)
+    for finding, cands in env.candidates.items():
+        n_studies = 0
+        for c in cands:
+            a = next(a for a in arms if a.target == finding and a.feature == c.feature)
+            recs = [done[("select", a.key, s.study_id)] for s in studies_of[a.key]]
+            c.steered_rate, n_studies = _rate(recs, finding), len(recs)
+        best = max(cands, key=lambda c: (c.steered_rate or 0.0, c.auroc_select))
+        env.features_for[finding]["steered"] = best.feature
+        env.selection_info[finding] = {"picked": env.features_for[finding], "steered_coef": coef,
+                                       "steered_studies": n_studies,
+                                       "candidates": [vars(c) for c in cands]}
+        log.info("%s: steered selection picks %d (rates %s)", finding, best.feature,
+                 [(c.feature, c.steered_rate) for c in cands])
+
+
 def group_key(row: dict) -> str:
-    return f"{row['target']}|{row['method']}|{row['selection'] or ''}|{row['feature']}"
+    f = row["feature"]
+    f = tuple(f) if isinstance(f, list) else f  # one feature per site (JSON turns the tuple into a list)
+    return f"{row['target']}|{row['method']}|{row['selection'] or ''}|{f}"
 
 
 def run_steering(cfg: SteerConfig, adapter=None) -> dict:
@@ -237,6 +287,7 @@ def run_steering(cfg: SteerConfig, adapter=None) -> dict:
     done = read_records(out / GENERATIONS)
     rows: list[dict] = []
     with open(out / GENERATIONS, "a") as fh:
+        select_by_generation(env, cfg, done, fh)
         sel_plan = plan_arms(env, cfg, split="select", coefs=None)
         run_arms(env.res, sel_plan.arms, sel_plan.studies_of, "select", cfg, done, fh)
         rows += sel_plan.rows("select", done, env.labels)
@@ -244,7 +295,8 @@ def run_steering(cfg: SteerConfig, adapter=None) -> dict:
         test_plan = plan_arms(env, cfg, split="test", coefs=chosen)
         run_arms(env.res, test_plan.arms, test_plan.studies_of, "test", cfg, done, fh)
         rows += test_plan.rows("test", done, env.labels)
-    result = {"cfg": cfg.to_dict(), "site": env.res.site, "stats": env.res.stats.norms,
+    result = {"cfg": cfg.to_dict(), "site": env.res.site, "sites": [r.site for r in env.resources],
+              "stats": {r.site: r.stats.norms for r in env.resources},
               "selection": env.selection_info, "chosen_coefs": chosen, "rows": rows,
               "n_select": len(env.splits["select"]), "n_test": len(env.splits["test"]),
               "seconds": time.time() - t0}

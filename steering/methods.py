@@ -174,6 +174,8 @@ class Steering:
     """Study -> study (the prompt method); None leaves studies as they are."""
     direction: Direction | None = None
     """The direction added, where one is (reports its name and cosines)."""
+    parts: list[Steering] = field(default_factory=list)
+    """Per-site steerings this one merges (several sites: ``steering.sites.merge``); else empty."""
 
     def items(self, studies: list[Study]) -> list[Study]:
         return [self.rewrite(s) for s in studies] if self.rewrite else list(studies)

@@ -16,8 +16,11 @@ def _method(r: dict) -> str:
     m = r["method"]
     if r.get("selection"):
         m += f"[{r['selection']}]"
-    if r.get("feature") is not None:
-        m += f" f{r['feature']}"
+    f = r.get("feature")
+    if isinstance(f, (list, tuple)):  # one feature per site
+        m += " f" + "/".join(str(x) for x in f)
+    elif f is not None:
+        m += f" f{f}"
     return m
 
 

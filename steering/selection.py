@@ -1,11 +1,14 @@
-"""Picking the SAE feature for a finding (``--finding NAME``), two ways:
+"""Picking the SAE feature for a finding (``--finding NAME``), three ways:
 
 - ``auroc``: the latent whose per-study maximum (over image positions by default) best
   separates studies with the label from those without, chosen on one half of the store's
   studies and scored on the other (held-out AUROC);
 - ``effect``: among the ``top`` latents by selection AUROC, the one whose decoder direction,
   added at ``coef``, most raises the log-probability of the finding's words right after the
-  prompt (mean over studies without the finding, versus unsteered).
+  prompt (mean over studies without the finding, versus unsteered);
+- ``steered``: among the same latents, the one whose direction, added while generating on
+  selection-split studies without the finding, makes the most reports state it (run by
+  :func:`steering.evaluate.select_by_generation`, since it generates).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from steering.scoring import continuation_logprobs
 
 log = logging.getLogger(__name__)
 
-SELECTIONS = ("auroc", "effect")
+SELECTIONS = ("auroc", "effect", "steered")
 """Ways ``--finding`` picks a feature."""
 
 
@@ -39,6 +42,8 @@ class Candidate:
     """AUROC on the other half."""
     effect: float | None = None
     """Mean rise of the finding words' log-probability when added (nats), where measured."""
+    steered_rate: float | None = None
+    """Share of steered selection-split reports that state the finding, where generated."""
 
 
 def study_max_codes(store, sae, site: str, study_ids: list[str], kinds=("image",)) -> tuple[list[str], torch.Tensor]:
@@ -95,6 +100,11 @@ def pick(candidates: list[Candidate], how: str) -> Candidate:
     """The candidate ``how`` (``auroc`` or ``effect``) picks."""
     if how == "auroc":
         return candidates[0]
+    if how == "steered":
+        measured = [c for c in candidates if c.steered_rate is not None]
+        if not measured:
+            raise ValueError("no candidate has a steered rate; run select_by_generation first")
+        return max(measured, key=lambda c: c.steered_rate)
     measured = [c for c in candidates if c.effect is not None]
     if not measured:
         raise ValueError("no candidate has a measured effect; run measure_effects first")

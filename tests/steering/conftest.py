@@ -1,5 +1,6 @@
-"""Shared fixtures: the demo model, a few phantoms, a store of some of them at layer 15, and a
-random SAE at that site (steering's mechanics do not need a trained one)."""
+"""Shared fixtures: the demo model, a few phantoms, a store of some of them at layers 14 and 15
+(several-layer steering), and a random SAE at layer 15 (steering's mechanics do not need a
+trained one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 SITE = "lm.blocks.15.resid_post"
+SITE14 = "lm.blocks.14.resid_post"
 N_PHANTOMS, N_STORE = 12, 8
 
 
@@ -37,8 +39,8 @@ def store_dir(demo, phantom_dir, tmp_path_factory):
     from radinterp.capture import CaptureConfig, run_capture
 
     out = tmp_path_factory.mktemp("steer") / "acts"
-    run_capture(CaptureConfig(model="demo", data=str(phantom_dir), out=str(out), sites=[SITE], dtype="float32",
-                              max_studies=N_STORE, token_filter="all", progress=False), adapter=demo)
+    run_capture(CaptureConfig(model="demo", data=str(phantom_dir), out=str(out), sites=[SITE14, SITE],
+                              dtype="float32", max_studies=N_STORE, token_filter="all", progress=False), adapter=demo)
     return out
 
 
