@@ -16,7 +16,7 @@ STAGE_NAMES = ("phantoms", "capture", "twins", "sae", "report_quality", "recover
 PRESETS: dict[str, dict[str, object]] = {
     "full": {},
     "quick": {"n_studies": 64, "expansion": 2, "sae_passes": 10, "eval_studies": 4,
-              "fidelity_studies": 4, "steer_n": 4, "steer_tokens": 24, "method_epochs": 8,
+              "explain_top": 128, "fidelity_studies": 4, "steer_n": 4, "steer_tokens": 24, "method_epochs": 8,
               "n_permutations": 50},
 }
 """Sizes each preset changes from the ``DemoConfig`` defaults (which are ``full``); measured

@@ -100,7 +100,8 @@ def summarize(cfg: DemoConfig, r: Runner) -> dict[str, Any]:
         "sae_tokens": cfg.sae_tokens, "d_sae": sae.get("d_sae"), "k": cfg.k,
         "report_macro_f1": None if quality is None else quality.get("macro_f1"),
         "recovery": r.result("recovery"),
-        "stages": {n: {"status": o.status, "seconds": o.seconds, "reason": o.reason,
+        "stages": {n: {"status": o.status, "seconds": o.seconds, "cpu_seconds": o.cpu_seconds,
+                       "reason": o.reason,
                        "result": o.result} for n, o in r.outcomes.items()},
         "browser": (r.result("browser") or {}).get("index"),
     }

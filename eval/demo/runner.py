@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,17 @@ class Outcome:
     """The stage's headline result (empty when skipped)."""
     seconds: float = 0.0
     """Wall seconds the stage took when it ran (reused: the seconds of the run that made it)."""
+    cpu_seconds: float = 0.0
+    """CPU seconds (this process's threads and its finished child processes) of the same run."""
     reason: str = ""
     """Why the stage was skipped."""
+
+
+def cpu_seconds() -> float:
+    """CPU seconds so far of this process and of its waited-for children (user + system)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 class Runner:
@@ -68,16 +78,18 @@ class Runner:
         marker = where / MARKER
         if marker.is_file():
             rec = json.loads(marker.read_text())
-            self.outcomes[name] = Outcome(name, "reused", rec["result"], rec.get("seconds", 0.0))
+            self.outcomes[name] = Outcome(name, "reused", rec["result"], rec.get("seconds", 0.0),
+                                          rec.get("cpu_seconds", 0.0))
             self._tick(name)
             return rec["result"]
         log.info("stage %s -> %s", name, where)
         where.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         result = fn(where)
-        seconds = round(time.perf_counter() - t0, 1)
-        write_json_atomic(marker, {"stage": name, "seconds": seconds, "result": result})
-        self.outcomes[name] = Outcome(name, "ran", result, seconds)
+        seconds, cpu = round(time.perf_counter() - t0, 1), round(cpu_seconds() - c0, 1)
+        write_json_atomic(marker, {"stage": name, "seconds": seconds, "cpu_seconds": cpu,
+                                   "result": result})
+        self.outcomes[name] = Outcome(name, "ran", result, seconds, cpu)
         self._tick(name)
         return result
 
@@ -97,4 +109,4 @@ class Runner:
             self._bar.close()
 
 
-__all__ = ["MARKER", "Outcome", "Runner"]
+__all__ = ["MARKER", "Outcome", "Runner", "cpu_seconds"]

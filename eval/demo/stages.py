@@ -85,7 +85,8 @@ def capture(ctx: Ctx, where: Path) -> dict[str, Any]:
                               token_filter=cfg.token_filter, image_size=cfg.image_size,
                               max_studies=ctx.max_studies, progress=cfg.progress))
     store = ctx.store()
-    return {"n_studies": len(store.studies()), "n_tokens": store.num_tokens(cfg.site), "d_model": store.d_model}
+    return {"n_studies": len(store.studies()), "n_tokens": store.num_tokens(cfg.site),
+            "d_model": store.d_model}
 
 
 def twins(ctx: Ctx, where: Path) -> dict[str, Any]:

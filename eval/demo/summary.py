@@ -137,8 +137,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     skipped = [(n, s["reason"]) for n, s in summary["stages"].items() if s["status"] == "skipped"]
     if skipped:
         lines += ["", "skipped:"] + [f"  {n}: {why}" for n, why in skipped]
-    secs = {n: s["seconds"] for n, s in summary["stages"].items() if s["status"] != "skipped"}
-    lines += ["", "stage seconds: " + ", ".join(f"{n} {v:.0f}" for n, v in secs.items())]
+    done = {n: s for n, s in summary["stages"].items() if s["status"] != "skipped"}
+    lines += ["", "stage seconds, wall / CPU: " + ", ".join(
+        f"{n} {s['seconds']:.0f}/{s.get('cpu_seconds', 0):.0f}" for n, s in done.items())]
     if summary.get("recovery"):
         lines.append("recovery per finding: see recovery/recovery.json; text positions read the "
                      "teacher-forced report, which names the findings")
