@@ -52,14 +52,18 @@ def autointerp(ctx: Ctx, where: Path, llm: bool = False) -> dict[str, Any]:
 
 
 def steering(ctx: Ctx, where: Path) -> dict[str, Any]:
-    """Steer toward one finding on held-out phantoms: the SAE feature picked by AUROC, beside
-    random directions of equal norm and the difference of means."""
+    """Steer toward one finding on held-out phantoms that lack it (its planting rate set to 0,
+    so every study counts): the SAE feature picked by AUROC, beside random directions of equal
+    norm and the difference of means."""
     from radinterp.data.phantoms import PhantomConfig, generate_phantoms
+    from radinterp.data.phantoms.config import default_rates
+    from radinterp.data.phantoms.findings import finding_label
     from steering.evaluate import SteerConfig, run_steering
 
     cfg = ctx.cfg
-    held = generate_phantoms(PhantomConfig(n=cfg.steer_n, seed=cfg.seed + 1, size=224),
-                             where / "heldout", progress=cfg.progress)
+    rates = {f: p for f, p in default_rates().items() if finding_label(f) != cfg.steer_finding}
+    held = generate_phantoms(PhantomConfig(n=cfg.steer_n, seed=cfg.seed + 1, size=224,
+                                           findings=rates), where / "heldout", progress=cfg.progress)
     scfg = SteerConfig(data=str(held), out=str(where / "run"), model=cfg.model, sae=str(ctx.sae_dir),
                        acts=str(ctx.acts), site=cfg.site, findings=[cfg.steer_finding],
                        methods=list(STEER_METHODS), coefs=list(cfg.steer_coefs), selection=["auroc"],

@@ -15,8 +15,8 @@ STAGE_NAMES = ("phantoms", "capture", "twins", "sae", "report_quality", "recover
 
 PRESETS: dict[str, dict[str, object]] = {
     "full": {},
-    "quick": {"n_studies": 32, "expansion": 2, "sae_passes": 5, "eval_studies": 2,
-              "explain_top": 64, "fidelity_studies": 2, "steer_n": 8, "steer_tokens": 16,
+    "quick": {"n_studies": 32, "expansion": 2, "sae_passes": 5, "eval_studies": 0,
+              "explain_top": 64, "fidelity_studies": 2, "steer_n": 6, "steer_tokens": 16,
               "method_epochs": 5, "min_positives": 3, "n_permutations": 50},
 }
 """Sizes each preset changes from the ``DemoConfig`` defaults (which are ``full``); measured

@@ -58,6 +58,10 @@ def test_every_stage_runs_on_phantoms(phantom_run):
     steer = json.loads((out / "steering" / "run" / "steering.json").read_text())
     assert {r["method"] for r in steer["rows"]} >= {"add", "diffmean"}
     assert all(len(r["random_control_rates"]) <= 2 for r in steer["rows"])
+    # the held-out phantoms lack the target, so every test study is steered and measured
+    test_rows = [r for r in steer["rows"] if r["split"] == "test"]
+    assert test_rows and all(r["n"] == steer["n_test"] == 2 for r in test_rows)
+    assert stages["steering"]["result"]["random_rate"] is not None
     assert set(stages["methods"]["result"]) == {"csr", "insight", "radiomics"}
     index = Path(summary["browser"])
     assert index == out / "browser" / "index.html" and index.is_file()
