@@ -16,7 +16,7 @@ STAGE_NAMES = ("phantoms", "capture", "twins", "sae", "report_quality", "recover
 PRESETS: dict[str, dict[str, object]] = {
     "full": {},
     "quick": {"n_studies": 32, "expansion": 2, "sae_passes": 5, "eval_studies": 0,
-              "explain_top": 64, "fidelity_studies": 2, "steer_n": 6, "steer_tokens": 16,
+              "explain_top": 64, "fidelity_studies": 2, "steer_n": 4, "steer_tokens": 16,
               "method_epochs": 5, "min_positives": 3, "n_permutations": 50},
 }
 """Sizes each preset changes from the ``DemoConfig`` defaults (which are ``full``); measured
