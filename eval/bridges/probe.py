@@ -86,9 +86,11 @@ def joint_binary_scores(r_sel: np.ndarray, ys_sel: list[np.ndarray], r_rep: np.n
     targets ``ys_sel`` defined on every selection study with a residual; None for the others
     (:func:`probe_associate` fits those on their own)."""
     ok = np.isfinite(r_sel).all(1)  # (n_sel,)
-    cols = [i for i, y in enumerate(ys_sel) if np.isfinite(y[ok]).all() and np.ptp(y[ok]) > 0]
     out: list[np.ndarray | None] = [None] * len(ys_sel)
-    if not cols or ok.sum() < 3:
+    if ok.sum() < 3:  # e.g. report positions of studies without reports
+        return out
+    cols = [i for i, y in enumerate(ys_sel) if np.isfinite(y[ok]).all() and np.ptp(y[ok]) > 0]
+    if not cols:
         return out
     Y = np.stack([ys_sel[i][ok] for i in cols], 1)  # (n_ok, F)
     z = logistic_scores(r_sel[ok].astype(np.float64), Y, np.nan_to_num(r_rep).astype(np.float64), l2)

@@ -5,7 +5,6 @@ every number beside its baseline."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -116,25 +115,28 @@ def bridge(ctx: Ctx, where: Path, method_dirs: list[str]) -> dict[str, Any]:
     from eval.bridges import BridgeConfig, run_bridge
 
     cfg = ctx.cfg
+    twins = str(ctx.out / "twins" / "acts") if (ctx.out / "twins" / "acts").is_dir() else None
     res = run_bridge(BridgeConfig(sae=str(ctx.sae_dir), acts=str(ctx.acts), out=str(where),
-                                  methods=method_dirs, data=ctx.data,
+                                  methods=method_dirs, data=ctx.data, twins=twins,
                                   n_permutations=cfg.n_permutations, progress=cfg.progress))
     return {"html": str(where / "bridge.html"), "associations": res["associations"],
             "localisation": res["localisation"]}
 
 
-def _browser_stage(out: Path, autointerp_dir: Path) -> dict[str, Any]:
-    """The feature browser in ``out``: for now the autointerp report (index + a page per
-    feature) written from a copy of the autointerp run's files."""
-    from autointerp.report.html import write_report
+def browser(ctx: Ctx, where: Path, done: dict[str, bool]) -> dict[str, Any]:
+    """The feature browser (``eval.browser``): the autointerp pages with each feature's steering
+    effect, bridge matches and the SAE eval headline, from the stages that ran (``done``)."""
+    from eval.browser import BrowserConfig, build_browser
 
-    for name in ("explanations.jsonl", "scores.jsonl", "examples.jsonl", "summary.json"):
-        if (autointerp_dir / name).exists():
-            shutil.copy2(autointerp_dir / name, out / name)
-    if (autointerp_dir / "heatmaps").is_dir():
-        shutil.copytree(autointerp_dir / "heatmaps", out / "heatmaps", dirs_exist_ok=True)
-    return {"index": str(write_report(out))}
+    out = ctx.out
+    steer = out / "steering" / "run"
+    index = build_browser(BrowserConfig(
+        out=str(where), autointerp=str(out / "autointerp"),
+        steering=str(steer) if done.get("steering") and (steer / "steering.json").is_file() else None,
+        bridge=str(out / "bridge") if done.get("bridge") else None,
+        sae_eval=str(out / "sae_eval") if done.get("sae_eval") else None))
+    return {"index": str(index)}
 
 
 __all__ = ["METHOD_SPLIT", "STEER_METHODS", "autointerp", "bridge", "method_options", "methods",
-           "sae_eval", "steering"]
+           "sae_eval", "steering", "browser"]

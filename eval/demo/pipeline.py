@@ -70,7 +70,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             r.skip("methods", "no --methods")
             dirs = []
         r.run("bridge", "bridge", lambda w: A.bridge(ctx, w, dirs))
-        r.run("browser", "browser", lambda w: A._browser_stage(w, out / "autointerp"))
+        done = {n: r.result(n) is not None for n in ("steering", "bridge", "sae_eval")}
+        r.run("browser", "browser", lambda w: A.browser(ctx, w, done))
     finally:
         r.close()
     summary = summarize(cfg, r)

@@ -66,6 +66,11 @@ def test_every_stage_runs_on_phantoms(phantom_run):
     index = Path(summary["browser"])
     assert index == out / "browser" / "index.html" and index.is_file()
     assert len(list((out / "browser" / "features").glob("*.html"))) == 6
+    # the browser carries the steering run, the bridge and the SAE eval of this demo
+    steered = (out / "browser" / "features" / f"{stages['steering']['result']['feature']}.html").read_text()
+    assert "not steered" not in steered and "Steering" in steered
+    assert any("Matched (one-to-one) targets" in p.read_text() for p in (out / "browser" / "features").glob("*.html"))
+    assert "SAE eval" in index.read_text()
     text = format_summary(summary)
     assert "random SAE" in text and str(index) in text and "autointerp_llm" in text
 
