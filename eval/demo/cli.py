@@ -21,18 +21,19 @@ def register(app: typer.Typer) -> None:
         eval_studies: int = typer.Option(None, help="Studies to generate reports for (0 = skip)."),
         sae_passes: int = typer.Option(None, help="SAE training passes over the captured tokens."),
         sae_tokens: str = typer.Option("all", help="Positions the SAE trains on: all or image."),
-        llm_features: int = typer.Option(0, help="Latents the local LLM explainer also explains "
-                                         "(~100 s each on 2 cores; 0 = skip)."),
+        llm_features: int = typer.Option(None, help="Latents the local LLM explainer also explains "
+                                         "(default: the preset's, full 2, quick 0; 0 = skip)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     ) -> None:
         """Run the whole pipeline: phantoms, capture, SAE, eval, autointerp, steering, reference
         methods, bridge, feature browser; print the headline numbers and the browser's path."""
         from eval.demo import DemoConfig, format_summary, run_demo
 
-        given = {"n_studies": n_studies, "eval_studies": eval_studies, "sae_passes": sae_passes}
+        given = {"n_studies": n_studies, "eval_studies": eval_studies, "sae_passes": sae_passes,
+                 "llm_features": llm_features}
         cfg = DemoConfig.preset(
             "quick" if quick else "full", out=str(out), data=None if data is None else str(data),
-            model=model, site=site, sae_tokens=sae_tokens, llm_features=llm_features,
+            model=model, site=site, sae_tokens=sae_tokens,
             progress=progress, **{k: v for k, v in given.items() if v is not None})
         summary = run_demo(cfg)
         typer.echo(format_summary(summary))

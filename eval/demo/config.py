@@ -14,7 +14,7 @@ STAGE_NAMES = ("phantoms", "capture", "twins", "sae", "report_quality", "recover
 ``capture``, which writes ``acts``)."""
 
 PRESETS: dict[str, dict[str, object]] = {
-    "full": {},
+    "full": {"llm_features": 2},
     "quick": {"n_studies": 32, "expansion": 2, "sae_passes": 5, "eval_studies": 0,
               "explain_top": 64, "fidelity_studies": 2, "steer_n": 4, "steer_tokens": 16,
               "method_epochs": 5, "min_positives": 3, "n_permutations": 50},
@@ -61,8 +61,9 @@ class DemoConfig(BaseConfig):
     """Latents the enrichment explainer explains, most frequent first (None: every latent that
     fires)."""
     llm_features: int = 0
-    """Latents the local LLM explainer (SmolLM2) also explains (0 skips it: ~100 s each on a
-    loaded 2-core box, past the demo's time budget)."""
+    """Latents the local LLM explainer (SmolLM2) also explains, most frequent first (0 skips it;
+    the ``full`` preset: 2, about 95 s for both and their random-SAE partners on an idle 2-core
+    box). SmolLM2-135M is plumbing, not a judge: its replies are often unparsable."""
     scorers: list[str] | None = None
     """Autointerp scorers (``autointerp.scorers.SCORERS``); None: its default (embedding, and
     planted on phantoms)."""

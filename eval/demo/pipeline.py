@@ -55,7 +55,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         if cfg.llm_features:
             r.run("autointerp_llm", "autointerp_llm", lambda w: A.autointerp(ctx, w, llm=True))
         else:
-            r.skip("autointerp_llm", "opt-in (--llm-features N): ~100 s per explanation on 2 cores")
+            r.skip("autointerp_llm", "--llm-features 0 (the quick preset's; the full preset explains 2 "
+                                     "latents with the local LLM, ~95 s)")
         if not cfg.phantom:
             r.skip("steering", "steering by finding needs held-out studies labelled in the "
                                "model's vocabulary (phantoms)")

@@ -61,6 +61,15 @@ def _autointerp_rows(r: dict) -> list[Row]:
     return rows
 
 
+def _llm_rows(r: dict) -> list[Row]:
+    """The local LLM explainer: how many of its explanations parsed, beside the random SAE's
+    partners (SmolLM2 tests the plumbing; see docs/autointerp.md)."""
+    rows = [("autointerp_llm", f"local LLM explanations that parsed ({r['n_latents']} latents)",
+             1 - r["n_failed"] / max(r["n_latents"], 1), "a count of replies, not a feature score", None)]
+    return rows + [(stage.replace("autointerp", "autointerp_llm"), what, v, base, b)
+                   for stage, what, v, base, b in _autointerp_rows(r)]
+
+
 def _steering_rows(r: dict) -> list[Row]:
     what = f"'{r['finding']}' mention rate, test ({r['n_test']} studies)"
     return [("steering", f"{what}: SAE feature {r['feature']}", r["sae_rate"],
@@ -103,7 +112,7 @@ def _bridge_rows(r: dict) -> list[Row]:
 
 ROWS: dict[str, Callable[[dict], list[Row]]] = {
     "report_quality": _quality_rows, "recovery": _recovery_rows, "sae_eval": _eval_rows,
-    "autointerp": _autointerp_rows, "steering": _steering_rows, "methods": _method_rows,
+    "autointerp": _autointerp_rows, "autointerp_llm": _llm_rows, "steering": _steering_rows, "methods": _method_rows,
     "bridge": _bridge_rows,
 }
 """Stage -> the rows it contributes to the table."""

@@ -105,3 +105,15 @@ def test_real_radiographs_skip_what_needs_planted_truth(tmp_path):
     assert Path(summary["browser"]).is_file()
     text = format_summary(summary)
     assert "needs planted truth" in text and "steering" in text
+
+
+def test_full_preset_runs_the_local_llm_and_reports_its_parse_rate(phantom_run):
+    assert DemoConfig.preset("full").llm_features == 2 and DemoConfig.preset("quick").llm_features == 0
+    _, summary = phantom_run
+    ai = summary["stages"]["autointerp"]["result"]
+    # the LLM stage's result has the autointerp stage's shape; 1 of 4 replies unparsable
+    llm = {**ai, "n_latents": 4, "n_failed": 1}
+    stages = {**summary["stages"], "autointerp_llm": {"status": "ran", "result": llm, "seconds": 1.0}}
+    rows = [r for r in headline_rows({**summary, "stages": stages}) if r[0] == "autointerp_llm"]
+    assert rows[0][2] == 0.75 and "parsed (4 latents)" in rows[0][1]
+    assert len(rows) == 1 + len([r for r in headline_rows(summary) if r[0] == "autointerp"])
