@@ -68,7 +68,9 @@ CACHE_DIR = "llm-cache"
 """Folder under OUT of the openai client's reply cache (a killed run resumes from it)."""
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """The records of an autointerp line file (explanations, scores, examples); [] when it does
+    not exist yet, a torn last line (a killed run) skipped with a warning."""
     if not path.exists():
         return []
     rows = []
@@ -166,9 +168,9 @@ async def arun_autointerp(cfg: AutointerpConfig) -> dict[str, Any]:
     for k, group in scorers.items():
         for s in group:
             s.prepare(sctx[k])
-    done_e = {(r["latent"], r["explainer"]): r for r in _read_jsonl(out / "explanations.jsonl")}
+    done_e = {(r["latent"], r["explainer"]): r for r in read_jsonl_rows(out / "explanations.jsonl")}
     done_s = {(r["latent"], r["explainer"], r["scorer"])
-              for r in _read_jsonl(out / "scores.jsonl")}
+              for r in read_jsonl_rows(out / "scores.jsonl")}
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(pairs), desc="autointerp", unit="latent", disable=not cfg.progress)
@@ -271,8 +273,8 @@ def _planted(rows: list[dict[str, Any]], details: str, value: str) -> dict[str, 
 
 def summarize(out: Path, n_latents: int) -> dict[str, Any]:
     """The summary of the rows in ``out``'s jsonl files."""
-    expl = _read_jsonl(out / "explanations.jsonl")
-    scores = _read_jsonl(out / "scores.jsonl")
+    expl = read_jsonl_rows(out / "explanations.jsonl")
+    scores = read_jsonl_rows(out / "scores.jsonl")
     summary: dict[str, Any] = {
         "n_latents": n_latents, "n_explanations": len(expl),
         "n_failed": sum(not r["ok"] for r in expl), "scorers": {}}
@@ -293,4 +295,4 @@ def summarize(out: Path, n_latents: int) -> dict[str, Any]:
 
 
 __all__ = ["CACHE_DIR", "MATCH_AUROC", "arun_autointerp", "capture_adapter", "random_baseline",
-           "run_autointerp", "summarize"]
+           "read_jsonl_rows", "run_autointerp", "summarize"]

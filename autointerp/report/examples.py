@@ -204,13 +204,13 @@ def write_examples(
     """Write ``OUT/examples.jsonl`` and the heatmap PNGs (see the module docstring)."""
     from tqdm.auto import tqdm
 
-    from autointerp.pipeline import _default, _read_jsonl
+    from autointerp.pipeline import _default, read_jsonl_rows
 
     cfg = cfg or ExamplesConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / EXAMPLES
-    done = {r["latent"] for r in _read_jsonl(path)}
+    done = {r["latent"] for r in read_jsonl_rows(path)}
     by_id = {s.study_id: s for s in studies}
     grid = adapter if adapter is not None else store_grid(store)
     with_report = bool((store.manifest.get("config") or {}).get("with_report", True))

@@ -74,9 +74,9 @@ class ReportExtras:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    from autointerp.pipeline import _read_jsonl
+    from autointerp.pipeline import read_jsonl_rows
 
-    return _read_jsonl(path)
+    return read_jsonl_rows(path)
 
 
 def _num(x: float | None, digits: int = 3) -> str:

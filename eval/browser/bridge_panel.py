@@ -46,6 +46,12 @@ def matches(bridge: dict, latent: int) -> list[dict]:
     return out
 
 
+def matched_features(bridge: dict) -> set[int]:
+    """Every feature the Hungarian matching paired with some target (any source, any scope)."""
+    return {p["feature"] for by in bridge["associations"]["matching"].values()
+            for d in by.values() for p in d["trained"]["pairs"]}
+
+
 def best_for(bridge: dict, latent: int) -> list[tuple[str, str, dict, dict]]:
     """(target, scope, trained, random) where ``latent`` is the trained SAE's best feature."""
     return [(t, scope, v[scope]["trained"], v[scope]["random"])
@@ -209,4 +215,4 @@ def copy_maps(runs: Runs, out: Path) -> None:
 
 
 __all__ = ["PNG", "best_for", "bridge_cell", "bridge_headline", "bridge_labels", "bridge_section",
-           "copy_maps", "matches", "radiomic_pairs"]
+           "copy_maps", "matched_features", "matches", "radiomic_pairs"]

@@ -23,9 +23,10 @@ import logging
 from html import escape
 from pathlib import Path
 
-from autointerp.pipeline import MATCH_AUROC, _read_jsonl
+from autointerp.pipeline import MATCH_AUROC, read_jsonl_rows
 from autointerp.report.html import Column, ReportExtras, write_report
-from eval.browser.bridge_panel import bridge_cell, bridge_headline, bridge_labels, bridge_section, copy_maps, matches
+from eval.browser.bridge_panel import (bridge_cell, bridge_headline, bridge_labels, bridge_section, copy_maps,
+                                       matched_features)
 from eval.browser.config import BrowserConfig
 from eval.browser.runs import Runs, load_runs
 from eval.browser.steering_panel import steered_features, steering_cell, steering_headline, steering_section
@@ -52,11 +53,11 @@ def feature_labels(runs: Runs) -> dict[int, list[str]]:
         if _norm(name) not in labels:
             labels.append(_norm(name))
 
-    for r in _read_jsonl(runs.autointerp / "explanations.jsonl"):
+    for r in read_jsonl_rows(runs.autointerp / "explanations.jsonl"):
         out.setdefault(r["latent"], [])
         for item in (r.get("evidence") or {}).get("labels", []):
             add(r["latent"], item["item"])
-    for s in _read_jsonl(runs.autointerp / "scores.jsonl"):
+    for s in read_jsonl_rows(runs.autointerp / "scores.jsonl"):
         d = s.get("details") or {}
         if s["scorer"] == "planted" and d.get("finding") and (d.get("auroc_test") or 0) >= MATCH_AUROC:
             add(s["latent"], d["finding"])
@@ -91,9 +92,7 @@ def headline(runs: Runs, latents: set[int]) -> str:
     items = [steering_headline(runs), bridge_headline(runs)]
     missing = [f for f in steered_features(runs) if f not in latents]
     if runs.bridge is not None:
-        matched = {p["feature"] for by in runs.bridge["associations"]["matching"].values()
-                   for d in by.values() for p in d["trained"]["pairs"]}
-        missing += sorted(f for f in matched if f not in latents and f not in missing)
+        missing += sorted(f for f in matched_features(runs.bridge) if f not in latents and f not in missing)
     if missing:
         items.append(f"<li>{len(missing)} steered or bridge-matched features were not explained by "
                      f"the autointerp run, so they have no page: {escape(', '.join(map(str, missing)))}"
@@ -135,8 +134,8 @@ def build_browser(cfg: BrowserConfig) -> Path:
                           columns=columns, sections=sections)
     index = write_report(runs.autointerp, dest=out, extras=extras)
     (out / MARKER).write_text("done\n")
-    n_steer = sum(1 for f in labels if any(r.get("feature") == f for r in (runs.steering or {}).get("rows", [])))
-    n_bridge = sum(1 for f in labels if runs.bridge is not None and matches(runs.bridge, f))
+    n_steer = len(set(labels) & set(steered_features(runs)))
+    n_bridge = len(set(labels) & matched_features(runs.bridge)) if runs.bridge is not None else 0
     log.info("browser: %s (%d features; %d with steering, %d with bridge matches)",
              index, len(labels), n_steer, n_bridge)
     return index

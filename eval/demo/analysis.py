@@ -132,7 +132,7 @@ def browser(ctx: Ctx, where: Path, done: dict[str, bool]) -> dict[str, Any]:
     steer = out / "steering" / "run"
     index = build_browser(BrowserConfig(
         out=str(where), autointerp=str(out / "autointerp"),
-        steering=str(steer) if done.get("steering") and (steer / "steering.json").is_file() else None,
+        steering=str(steer) if done.get("steering") else None,
         bridge=str(out / "bridge") if done.get("bridge") else None,
         sae_eval=str(out / "sae_eval") if done.get("sae_eval") else None))
     return {"index": str(index)}
